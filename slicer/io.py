@@ -1,0 +1,175 @@
+"""Reading and writing volumes safely: checked NIfTI loading and atomic writes.
+
+Loading checks what breaks later steps in confusing ways (missing or unreadable file,
+4D data, NaN, constant images, non-binary masks, grids that disagree) and raises
+:class:`~slicer.errors.InputError` naming the file. Writing goes to a temporary name in
+the same folder and is renamed at the end, so an interrupted run leaves nothing
+half-written.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Literal
+
+import nibabel as nib
+import numpy as np
+
+from slicer.errors import InputError
+
+__all__ = [
+    "atomic_path",
+    "atomic_dir",
+    "load_nifti",
+    "load_volume",
+    "load_mask",
+    "check_same_grid",
+    "save_nifti",
+    "spacing_of",
+]
+
+# Two grids are "the same" when their affines agree to this many millimetres.
+GRID_TOLERANCE_MM = 1e-3
+
+
+def _temporary_sibling(path: Path) -> Path:
+    # Keep the full name as suffix: nibabel picks the format from ".nii.gz".
+    return path.with_name(f".tmp-{uuid.uuid4().hex[:8]}-{path.name}")
+
+
+@contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary file path that replaces ``path`` only if the block succeeds.
+
+    >>> with atomic_path("out/seg.nii.gz") as tmp:  # doctest: +SKIP
+    ...     nib.save(img, tmp)
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _temporary_sibling(path)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+@contextmanager
+def atomic_dir(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary folder that replaces ``path`` (whole) only if the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _temporary_sibling(path)
+    tmp.mkdir()
+    try:
+        yield tmp
+        if path.exists():
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+
+
+def load_nifti(path: str | Path) -> nib.Nifti1Image:
+    """Open a NIfTI file lazily and check it is one 3D volume (a trailing axis of 1 is dropped)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, "file not found")
+    try:
+        img = nib.load(str(path))
+    except Exception as error:  # nibabel raises many types for corrupt files
+        raise InputError(path, f"unreadable NIfTI ({type(error).__name__}: {error})") from None
+    if not isinstance(img, nib.Nifti1Image | nib.Nifti2Image):
+        raise InputError(path, f"not a NIfTI image ({type(img).__name__})")
+    shape = img.shape
+    if len(shape) == 4 and shape[3] == 1:
+        img = nib.Nifti1Image(np.asarray(img.dataobj)[..., 0], img.affine, img.header)
+    elif len(shape) != 3:
+        raise InputError(
+            path, f"is {len(shape)}D (shape {'x'.join(map(str, shape))}); expected one 3D volume"
+        )
+    if min(img.shape) < 1:
+        raise InputError(path, "is empty (a zero-length axis)")
+    if not np.all(np.isfinite(img.affine)):
+        raise InputError(path, "has a non-finite affine")
+    return img
+
+
+def _read_data(img: nib.Nifti1Image, path: Path) -> np.ndarray:
+    try:
+        return np.asarray(img.dataobj, dtype=np.float32)
+    except Exception as error:
+        raise InputError(path, f"unreadable voxel data ({type(error).__name__}: {error})") from None
+
+
+def load_volume(path: str | Path) -> tuple[np.ndarray, nib.Nifti1Image]:
+    """Load an intensity image as float32; reject NaN/inf and constant images."""
+    path = Path(path)
+    img = load_nifti(path)
+    data = _read_data(img, path)
+    if not np.all(np.isfinite(data)):
+        raise InputError(path, f"contains {int(np.sum(~np.isfinite(data)))} NaN or infinite voxels")
+    if float(data.max()) == float(data.min()):
+        raise InputError(path, f"is constant (every voxel is {float(data.min()):g})")
+    return data, img
+
+
+def load_mask(
+    path: str | Path, kind: Literal["binary", "soft"] = "binary"
+) -> tuple[np.ndarray, nib.Nifti1Image]:
+    """Load a lesion mask: ``binary`` must hold only 0 and 1 (returned as uint8);
+    ``soft`` may hold values in [0, 1] (returned as float32)."""
+    path = Path(path)
+    img = load_nifti(path)
+    data = _read_data(img, path)
+    if not np.all(np.isfinite(data)):
+        raise InputError(path, "mask contains NaN or infinite voxels")
+    if kind == "binary":
+        values = np.unique(data)
+        if not np.all(np.isin(values, (0.0, 1.0))):
+            shown = ", ".join(f"{v:g}" for v in values[:6])
+            raise InputError(path, f"mask is not binary (values {shown}{', ...' if len(values) > 6 else ''})")
+        return data.astype(np.uint8), img
+    if data.min() < 0 or data.max() > 1:
+        raise InputError(path, f"soft mask outside [0, 1] (range {data.min():g} to {data.max():g})")
+    return data, img
+
+
+def check_same_grid(
+    img: nib.Nifti1Image, reference: nib.Nifti1Image, path: str | Path, reference_path: str | Path
+) -> None:
+    """Raise unless ``img`` has the shape and affine of ``reference``."""
+    if img.shape[:3] != reference.shape[:3]:
+        raise InputError(
+            path,
+            f"grid {'x'.join(map(str, img.shape[:3]))} differs from {Path(reference_path).name} "
+            f"({'x'.join(map(str, reference.shape[:3]))})",
+        )
+    worst = float(np.abs(img.affine - reference.affine).max())
+    if worst > GRID_TOLERANCE_MM:
+        raise InputError(path, f"affine differs from {Path(reference_path).name} by up to {worst:.3g} mm")
+
+
+def spacing_of(affine: np.ndarray) -> np.ndarray:
+    """Voxel sizes (mm) of an affine, one per array axis."""
+    return np.sqrt((np.asarray(affine)[:3, :3] ** 2).sum(axis=0))
+
+
+def save_nifti(
+    data: np.ndarray, affine: np.ndarray, path: str | Path, header: nib.Nifti1Header | None = None
+) -> Path:
+    """Write ``data`` atomically as NIfTI with ``affine`` (and the reference header's metadata)."""
+    path = Path(path)
+    img = nib.Nifti1Image(np.asarray(data), affine, header=header.copy() if header is not None else None)
+    img.set_data_dtype(np.asarray(data).dtype)
+    img.header.set_qform(affine, code=1)
+    img.header.set_sform(affine, code=1)
+    with atomic_path(path) as tmp:
+        nib.save(img, str(tmp))
+    return path
