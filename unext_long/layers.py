@@ -108,8 +108,10 @@ def shift_tokens(x: torch.Tensor, size: tuple[int, int], shift_size: int, dim: i
     """
     pad = shift_size // 2
     fmap = F.pad(tokens_to_map(x, size), (pad, pad, pad, pad))
+    # torch.chunk may return fewer groups when the width is small; those keep the smaller shifts.
     chunks = torch.chunk(fmap, shift_size, dim=1)
-    shifted = torch.cat([torch.roll(c, s, dims=dim) for c, s in zip(chunks, range(-pad, pad + 1))], dim=1)
+    shifts = range(-pad, pad + 1)
+    shifted = torch.cat([torch.roll(c, s, dims=dim) for c, s in zip(chunks, shifts, strict=False)], dim=1)
     height, width = size
     return map_to_tokens(shifted[:, :, pad : pad + height, pad : pad + width])
 

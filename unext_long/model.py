@@ -23,7 +23,14 @@ import torch.nn.functional as F
 from timm.layers import trunc_normal_
 from torch import nn
 
-from unext_long.layers import ConvStage, OverlapPatchEmbed, ShiftedBlock, UpStage, map_to_tokens, tokens_to_map
+from unext_long.layers import (
+    ConvStage,
+    OverlapPatchEmbed,
+    ShiftedBlock,
+    UpStage,
+    map_to_tokens,
+    tokens_to_map,
+)
 from unext_long.stems import build_stem
 
 __all__ = ["UNeXt", "MODELS", "SIZE_MULTIPLE", "unext", "unext_s", "create_model"]

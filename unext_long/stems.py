@@ -53,7 +53,9 @@ class SiameseStem(nn.Module):
     ) -> None:
         super().__init__()
         for name, indices in (("t0", t0), ("t1", t1), ("extra", extra)):
-            self.register_buffer(f"{name}_index", torch.tensor(list(indices), dtype=torch.long), persistent=False)
+            self.register_buffer(
+                f"{name}_index", torch.tensor(list(indices), dtype=torch.long), persistent=False
+            )
         self.shared = ConvStage(len(t0), out_channels, norm_layer, act_layer)
         self.extra = ConvStage(len(extra), out_channels, norm_layer, act_layer) if extra else None
         branches = 4 if extra else 3
