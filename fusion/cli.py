@@ -1,0 +1,117 @@
+"""``reassemble`` and ``lesion-eval`` command lines: argument parsing only.
+
+The work lives in :mod:`fusion.reassemble` and :mod:`fusion.evaluate`, imported inside each
+command so that ``--help`` is instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from pathlib import Path
+
+from fusion.voting import VOTE_MODES
+from slicer.errors import cli_entry
+from slicer.lesions import MIN_LESION_MM3
+
+__all__ = ["reassemble_main", "evaluate_main", "reassemble_parser", "evaluate_parser"]
+
+
+def reassemble_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="reassemble",
+        description="Stack per-slice probability PNGs back into 3D, vote across views and write "
+        "<case>.nii.gz (binary new-lesion mask) in each case's original t1 grid.",
+    )
+    parser.add_argument("--slices", type=Path, required=True, help="the slicer export (manifest.csv, cases/)")
+    parser.add_argument(
+        "--preds", type=Path, nargs="+", required=True, help="prediction folder(s) of <stem>.png (prob*255)"
+    )
+    parser.add_argument("--out", type=Path, required=True, help="output folder")
+    parser.add_argument(
+        "--vote", choices=VOTE_MODES, default="triplanar", help="fusion rule (default triplanar)"
+    )
+    parser.add_argument("--min-votes", type=int, default=2, help="views that must agree (default 2)")
+    parser.add_argument(
+        "--threshold", type=float, default=0.5, help="probability a view must exceed (default 0.5)"
+    )
+    parser.add_argument(
+        "--min-size",
+        type=float,
+        default=MIN_LESION_MM3,
+        help="drop lesions of this many mm³ or less (default 3)",
+    )
+    parser.add_argument("--save-prob", action="store_true", help="also write <case>_prob.nii.gz (float32)")
+    parser.add_argument("--cases", nargs="+", default=(), help="only these case ids")
+    parser.add_argument("--split", choices=("train", "val", "test"), help="only the cases of this split")
+    parser.add_argument("--overwrite", action="store_true", help="rewrite cases already written")
+    return parser
+
+
+def evaluate_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lesion-eval",
+        description="Score <case>.nii.gz predictions by the MSSEG-2 rules against a dataset's "
+        "consensus and raters; write metrics.csv, inter_rater.csv, summary.md and figures.",
+    )
+    parser.add_argument("--pred", type=Path, required=True, help="folder of <case>.nii.gz predictions")
+    parser.add_argument("--dataset", required=True, help="dataset name in datasets.yaml (msseg2, phantom...)")
+    parser.add_argument("--root", type=Path, help="dataset root; overrides datasets.yaml")
+    parser.add_argument("--registry", type=Path, help="dataset registry YAML")
+    parser.add_argument("--out", type=Path, required=True, help="output folder")
+    parser.add_argument("--cases", nargs="+", default=(), help="only these case ids")
+    parser.add_argument("--no-figures", action="store_true", help="skip the per-case figures")
+    parser.add_argument("--workers", type=int, default=2, help="processes (default 2)")
+    return parser
+
+
+def _check_fraction(parser: argparse.ArgumentParser, value: float, flag: str) -> None:
+    if not 0.0 <= value < 1.0:
+        parser.error(f"{flag} must be in [0, 1), got {value}")
+
+
+@cli_entry
+def reassemble_main(argv: Sequence[str] | None = None) -> None:
+    parser = reassemble_parser()
+    args = parser.parse_args(argv)
+    _check_fraction(parser, args.threshold, "--threshold")
+    if args.min_votes < 1:
+        parser.error(f"--min-votes must be at least 1, got {args.min_votes}")
+    from fusion.reassemble import ReassembleOptions, reassemble
+
+    options = ReassembleOptions(
+        slices=args.slices,
+        preds=args.preds,
+        out=args.out,
+        vote=args.vote,
+        min_votes=args.min_votes,
+        threshold=args.threshold,
+        min_size_mm3=args.min_size,
+        save_prob=args.save_prob,
+        cases=args.cases,
+        split=args.split,
+        overwrite=args.overwrite,
+    )
+    written = reassemble(options)
+    views = f"{len(args.preds)} folder(s) x planes"
+    print(f"reassemble: wrote {len(written)} case(s) ({args.vote} vote over {views}) to {args.out}")
+
+
+@cli_entry
+def evaluate_main(argv: Sequence[str] | None = None) -> None:
+    args = evaluate_parser().parse_args(argv)
+    from fusion.evaluate import EvaluateOptions, evaluate, summary_line
+
+    table = evaluate(
+        EvaluateOptions(
+            pred=args.pred,
+            dataset=args.dataset,
+            out=args.out,
+            root=args.root,
+            registry=args.registry,
+            cases=args.cases,
+            figures=not args.no_figures,
+            workers=args.workers,
+        )
+    )
+    print(f"lesion-eval: {summary_line(table)}; wrote metrics.csv, summary.md to {args.out}")

@@ -1,0 +1,239 @@
+"""From per-slice probability PNGs back to one new-lesion mask per case, in the t1 grid.
+
+Layers, lowest first: :func:`read_views` (one case's PNGs -> probability volumes on the
+export grid), :func:`reassemble_case` (views -> fused mask and probability in the original
+grid, in memory; what the one-patient command uses), :func:`reassemble` (a whole export
+folder, written as ``<case>.nii.gz``). The slice <-> volume relation is the export
+contract's: :func:`slicer.geometry.volume_from_images`.
+
+>>> reassemble(ReassembleOptions(slices="export", preds=["preds/unext"], out="seg"))  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import nibabel as nib
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from fusion.voting import Vote, fuse_views
+from slicer.errors import InputError
+from slicer.geometry import AXIS_OF, ORIENTATIONS, CaseGeometry, slice_image, volume_from_images
+from slicer.io import save_nifti
+from slicer.lesions import MIN_LESION_MM3
+
+__all__ = [
+    "MANIFEST_COLUMNS",
+    "ReassembleOptions",
+    "read_manifest",
+    "read_probability_png",
+    "read_views",
+    "reassemble_case",
+    "reassemble",
+]
+
+MANIFEST_COLUMNS = ("stem", "case", "split", "orientation", "index", "height", "width")
+READ_THREADS = 4  # PNG decoding releases the GIL; a few threads hide the file system latency
+
+
+@dataclass
+class ReassembleOptions:
+    """Everything ``reassemble`` needs (the CLI fills it from its flags)."""
+
+    slices: Path | str
+    preds: Sequence[Path | str]
+    out: Path | str
+    vote: Vote = "triplanar"
+    min_votes: int = 2
+    threshold: float = 0.5
+    min_size_mm3: float = MIN_LESION_MM3
+    save_prob: bool = False
+    cases: Sequence[str] = field(default_factory=tuple)
+    split: str | None = None
+    overwrite: bool = False
+
+
+def read_manifest(slices: Path | str) -> pd.DataFrame:
+    """The export's ``manifest.csv``, checked for the columns fusion needs."""
+    path = Path(slices) / "manifest.csv"
+    if not path.is_file():
+        raise InputError(path, "manifest not found (is this a slicer export folder?)")
+    try:
+        manifest = pd.read_csv(path, dtype={"stem": str, "case": str, "split": str, "orientation": str})
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+        raise InputError(path, f"unreadable manifest ({type(error).__name__})") from None
+    missing = [c for c in MANIFEST_COLUMNS if c not in manifest.columns]
+    if missing:
+        raise InputError(path, f"manifest lacks column(s) {', '.join(missing)}")
+    unknown = sorted(set(manifest["orientation"]) - set(ORIENTATIONS))
+    if unknown:
+        raise InputError(path, f"unknown orientation(s) {', '.join(map(str, unknown))}")
+    return manifest
+
+
+def read_probability_png(path: Path, height: int, width: int) -> np.ndarray:
+    """One prediction PNG as uint8 (H, W): 8-bit single-channel and of the exported size."""
+    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if image is None:
+        raise InputError(path, "unreadable PNG")
+    if image.ndim != 2 or image.dtype != np.uint8:
+        channels = 1 if image.ndim == 2 else image.shape[2]
+        raise InputError(
+            path, f"not an 8-bit single-channel PNG ({image.dtype}, {channels} channel(s)); expected prob*255"
+        )
+    if image.shape != (height, width):
+        raise InputError(
+            path, f"size {image.shape[0]}x{image.shape[1]} differs from the exported slice {height}x{width}"
+        )
+    return image
+
+
+def _check_rows(rows: pd.DataFrame, geometry: CaseGeometry, manifest: Path) -> None:
+    """The manifest's slice sizes and indices must be those of the case's export grid."""
+    for orientation, group in rows.groupby("orientation"):
+        axis_length = geometry.shape[AXIS_OF[orientation]]
+        expected = slice_image(np.empty(geometry.shape, np.uint8), orientation, 0).shape
+        sizes = set(zip(group["height"], group["width"], strict=True))
+        if sizes != {expected} or not group["index"].between(0, axis_length - 1).all():
+            raise InputError(
+                manifest,
+                f"{orientation} slices of case '{group['case'].iloc[0]}' do not match its geometry "
+                f"(export grid {'x'.join(map(str, geometry.shape))})",
+            )
+
+
+def read_views(
+    rows: pd.DataFrame, geometry: CaseGeometry, pred_dir: Path, available: set[str] | None = None
+) -> list[np.ndarray]:
+    """One probability volume (float32 in [0, 1], export grid) per orientation of ``rows``.
+
+    Args:
+        rows: the manifest rows of one case.
+        geometry: that case's geometry.
+        pred_dir: folder of ``<stem>.png``; a missing slice counts as background.
+        available: the PNG names in ``pred_dir`` (listed once per folder by the caller).
+    """
+    available = available if available is not None else set(os.listdir(pred_dir))
+    present = rows[(rows["stem"] + ".png").isin(available)]
+    if present.empty:
+        raise InputError(pred_dir, f"no prediction for case '{rows['case'].iloc[0]}'")
+
+    def read(row: tuple) -> np.ndarray:
+        return read_probability_png(pred_dir / f"{row.stem}.png", int(row.height), int(row.width))
+
+    with ThreadPoolExecutor(READ_THREADS) as pool:
+        images = list(pool.map(read, present.itertuples(index=False)))
+    views = []
+    for orientation in [o for o in ORIENTATIONS if o in set(rows["orientation"])]:
+        chosen = (present["orientation"] == orientation).to_numpy()
+        indices = present["index"].to_numpy()[chosen]
+        picked = [image for image, keep in zip(images, chosen, strict=True) if keep]
+        stacked = volume_from_images(
+            dict(zip(indices.tolist(), picked, strict=True)), orientation, geometry.shape, np.uint8
+        )
+        views.append(stacked.astype(np.float32) / 255.0)
+    return views
+
+
+def reassemble_case(
+    geometry: CaseGeometry,
+    views: Sequence[np.ndarray],
+    vote: Vote = "triplanar",
+    min_votes: int = 2,
+    threshold: float = 0.5,
+    min_size_mm3: float = MIN_LESION_MM3,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Fuse export-grid views and map the result to the original t1 grid.
+
+    Returns ``(mask, prob)``: uint8 binary mask (nearest neighbour, exact) and float32
+    probability (linear interpolation), both of ``geometry.original_shape``.
+    """
+    mask, prob = fuse_views(views, vote, min_votes, threshold, min_size_mm3, geometry.spacing)
+    return geometry.to_original(mask, order=0), geometry.to_original(prob, order=1)
+
+
+def _t1_header(geometry: CaseGeometry) -> nib.Nifti1Header | None:
+    """The source t1's header when the export recorded where it was and it still exists."""
+    for key in ("t1", "t1_path", "source_t1"):
+        value = geometry.extra.get(key) or geometry.extra.get("sources", {}).get(key)
+        if isinstance(value, str) and Path(value).is_file():
+            try:
+                return nib.load(value).header
+            except Exception:  # an unreadable source only costs its header metadata
+                return None
+    return None
+
+
+def _select(manifest: pd.DataFrame, options: ReassembleOptions, source: Path) -> list[str]:
+    rows = manifest if options.split is None else manifest[manifest["split"] == options.split]
+    cases = list(dict.fromkeys(rows["case"]))
+    if options.cases:
+        unknown = sorted(set(options.cases) - set(cases))
+        if unknown:
+            raise InputError(source, f"no slices of case(s) {', '.join(unknown)}")
+        cases = [c for c in cases if c in set(options.cases)]
+    if not cases:
+        raise InputError(source, f"no case to reassemble (split {options.split})")
+    return cases
+
+
+def reassemble(options: ReassembleOptions) -> list[Path]:
+    """Reassemble every selected case of an export; returns the masks written (or kept)."""
+    slices, out = Path(options.slices), Path(options.out)
+    manifest = read_manifest(slices)
+    cases = _select(manifest, options, slices / "manifest.csv")
+    pred_dirs = [Path(p) for p in options.preds]
+    listings = []
+    for pred_dir in pred_dirs:
+        if not pred_dir.is_dir():
+            raise InputError(pred_dir, "prediction folder not found")
+        listings.append(set(os.listdir(pred_dir)))
+    geometries = {}
+    for case in cases:  # check everything cheap before writing anything
+        geometries[case] = CaseGeometry.load(slices / "cases" / f"{case}.json")
+        rows = manifest[manifest["case"] == case]
+        _check_rows(rows, geometries[case], slices / "manifest.csv")
+        for pred_dir, listing in zip(pred_dirs, listings, strict=True):
+            if not (rows["stem"] + ".png").isin(listing).any():
+                raise InputError(pred_dir, f"no prediction for case '{case}'")
+    written = []
+    for case in tqdm(cases, desc="reassembling", unit="case", leave=False):
+        target = out / f"{case}.nii.gz"
+        prob_target = out / f"{case}_prob.nii.gz"
+        done = target.is_file() and (prob_target.is_file() or not options.save_prob)
+        if not done or options.overwrite:
+            _write_case(
+                case, manifest[manifest["case"] == case], geometries[case], pred_dirs, listings, options
+            )
+        written.append(target)
+    return written
+
+
+def _write_case(
+    case: str,
+    rows: pd.DataFrame,
+    geometry: CaseGeometry,
+    pred_dirs: Sequence[Path],
+    listings: Sequence[set[str]],
+    options: ReassembleOptions,
+) -> None:
+    views = [
+        view
+        for pred_dir, listing in zip(pred_dirs, listings, strict=True)
+        for view in read_views(rows, geometry, pred_dir, listing)
+    ]
+    mask, prob = reassemble_case(
+        geometry, views, options.vote, options.min_votes, options.threshold, options.min_size_mm3
+    )
+    affine, header = np.asarray(geometry.original_affine), _t1_header(geometry)
+    out = Path(options.out)
+    if options.save_prob:
+        save_nifti(prob.astype(np.float32), affine, out / f"{case}_prob.nii.gz", header)
+    save_nifti(mask.astype(np.uint8), affine, out / f"{case}.nii.gz", header)

@@ -1,0 +1,124 @@
+"""Fusing the views of a case into one 3D new-lesion mask.
+
+A *view* is one probability volume on the export grid: one orientation (axial, coronal,
+sagittal) of one prediction folder, its slices stacked back with
+:func:`slicer.geometry.volume_from_images`. Two folders x three planes = six views. A view
+*marks* a voxel when its probability is strictly above ``threshold``.
+
+The vote modes, on ``n`` views ``p_1..p_n`` (``k = min(min_votes, n)``):
+
+- ``none``: no vote: the union of the views; ``prob = max_i p_i``, ``mask = prob > threshold``.
+- ``mean``: ``prob = mean_i p_i``, ``mask = prob > threshold``.
+- ``majority``: voxel-wise: ``mask`` = voxels marked by at least ``k`` views; ``prob = mean_i p_i``.
+- ``triplanar``: lesion-wise voting after Hitziger et al. 2022 (Front. Neurosci. 16, "Triplanar
+  U-Net with lesion-wise voting for the segmentation of new lesions on longitudinal MRI
+  studies"). Candidate lesions are the 6-connected components of the union of the views'
+  binary maps. A view *detects* a candidate when its own binary map overlaps it; a
+  candidate survives when at least ``k`` views detect it. Inside a candidate the fused
+  probability is the mean over the views that detected it (elsewhere the mean of all
+  views); a survivor keeps its voxels where that fused probability exceeds ``threshold``.
+
+Every mode then drops lesions of ``min_size_mm3`` or less (6-connected, the MSSEG-2 rule,
+:func:`slicer.lesions.remove_small_lesions` with the export spacing; 0 keeps everything).
+On identical views every mode returns that view's binary map exactly (minus lesions below
+the size rule), so exporting masks and fusing them back is lossless.
+
+>>> import numpy as np
+>>> view = np.zeros((8, 8, 8), np.float32); view[2:4, 2:4, 2:4] = 0.9
+>>> noise = view.copy(); noise[6, 6, 6] = 1.0          # seen by one view only
+>>> mask, prob = fuse_views([view, view, noise], "triplanar", min_votes=2, min_size_mm3=0)
+>>> int(mask.sum()), bool(mask[6, 6, 6])
+(8, False)
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from typing import Literal
+
+import cc3d
+import numpy as np
+
+from slicer.lesions import MIN_LESION_MM3, remove_small_lesions
+
+__all__ = ["VOTE_MODES", "Vote", "fuse_views", "lesion_votes"]
+
+Vote = Literal["none", "mean", "majority", "triplanar"]
+VOTE_MODES: tuple[str, ...] = ("none", "mean", "majority", "triplanar")
+
+
+def lesion_votes(candidates: np.ndarray, n_candidates: int, binaries: Sequence[np.ndarray]) -> np.ndarray:
+    """Which view detects which candidate: boolean array (n_views, n_candidates + 1).
+
+    Column 0 (background) is always False.
+    """
+    detected = np.zeros((len(binaries), n_candidates + 1), dtype=bool)
+    for row, binary in zip(detected, binaries, strict=True):
+        row[np.unique(candidates[binary])] = True
+    detected[:, 0] = False
+    return detected
+
+
+def _triplanar(
+    views: Sequence[np.ndarray], binaries: Sequence[np.ndarray], min_votes: int, threshold: float
+) -> tuple[np.ndarray, np.ndarray]:
+    union = np.logical_or.reduce(binaries)
+    candidates, n_candidates = cc3d.connected_components(union, connectivity=6, return_N=True)
+    detected = lesion_votes(candidates, n_candidates, binaries)
+    survives = detected.sum(axis=0) >= min_votes
+    total = np.zeros(candidates.shape, np.float32)
+    count = np.zeros(candidates.shape, np.float32)
+    for view, row in zip(views, detected, strict=True):
+        weight = row[candidates]  # the view counts inside the candidates it detected
+        total += np.where(weight, view, 0)
+        count += weight
+    outside = candidates == 0
+    prob = np.where(outside, np.mean(views, axis=0), total / np.maximum(count, 1)).astype(np.float32)
+    return survives[candidates] & (prob > threshold), prob
+
+
+def fuse_views(
+    views: Sequence[np.ndarray],
+    vote: Vote = "triplanar",
+    min_votes: int = 2,
+    threshold: float = 0.5,
+    min_size_mm3: float = MIN_LESION_MM3,
+    spacing_mm: float = 1.0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Fuse probability volumes (values in [0, 1], one shape) into a mask and a probability.
+
+    Args:
+        views: one volume per (prediction folder, orientation), on the export grid.
+        vote: ``none``, ``mean``, ``majority`` or ``triplanar`` (see the module docstring).
+        min_votes: views that must agree (majority, triplanar); capped at ``len(views)``.
+        threshold: a view marks a voxel when its probability is strictly above this.
+        min_size_mm3: lesions of this volume or less are dropped (0: keep all).
+        spacing_mm: isotropic voxel size of the export grid.
+
+    Returns:
+        ``(mask, prob)``: uint8 binary mask and float32 fused probability, on the views' grid.
+    """
+    if not views:
+        raise ValueError("no view to fuse")
+    if vote not in VOTE_MODES:
+        raise ValueError(f"unknown vote mode '{vote}' (choose from {', '.join(VOTE_MODES)})")
+    if min_votes > len(views) and vote in ("majority", "triplanar"):
+        warnings.warn(f"--min-votes {min_votes} > {len(views)} views; using {len(views)}", stacklevel=2)
+    votes_needed = max(1, min(min_votes, len(views)))
+    views = [np.asarray(view, dtype=np.float32) for view in views]
+    binaries = [view > threshold for view in views]
+    if vote == "none":
+        prob = np.max(views, axis=0)
+        mask = prob > threshold
+    elif vote == "mean":
+        prob = np.mean(views, axis=0)
+        mask = prob > threshold
+    elif vote == "majority":
+        prob = np.mean(views, axis=0)
+        mask = np.sum(binaries, axis=0) >= votes_needed
+    else:
+        mask, prob = _triplanar(views, binaries, votes_needed, threshold)
+    if min_size_mm3 > 0:
+        mask = remove_small_lesions(mask, (spacing_mm,) * 3, min_size_mm3)
+    return mask.astype(np.uint8), prob.astype(np.float32)
