@@ -1,0 +1,91 @@
+"""Voting across views on constructed volumes: who survives, with how many votes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fusion.voting import VOTE_MODES, fuse_views
+
+SHAPE = (20, 20, 20)
+
+
+def _cube(corner: int, size: int = 3, value: float = 0.9) -> np.ndarray:
+    view = np.zeros(SHAPE, np.float32)
+    view[corner : corner + size, corner : corner + size, corner : corner + size] = value
+    return view
+
+
+def _views_with(lesion: np.ndarray, seen_by: int, n_views: int) -> list[np.ndarray]:
+    """``n_views`` views of a common lesion; the first ``seen_by`` of them also see ``lesion``."""
+    common = _cube(2)
+    return [common + (lesion if i < seen_by else 0) for i in range(n_views)]
+
+
+@pytest.mark.parametrize("vote", ["majority", "triplanar"])
+def test_lesion_needs_min_votes(vote: str) -> None:
+    extra = _cube(12)
+    one = fuse_views(_views_with(extra, 1, 3), vote, min_votes=2)[0]
+    two = fuse_views(_views_with(extra, 2, 3), vote, min_votes=2)[0]
+    assert one[12:15, 12:15, 12:15].sum() == 0 and one[2:5, 2:5, 2:5].all()
+    assert two[12:15, 12:15, 12:15].all() and two.sum() == 2 * 27
+
+
+@pytest.mark.parametrize("vote", ["none", "mean"])
+def test_union_and_mean(vote: str) -> None:
+    mask = fuse_views(_views_with(_cube(12), 1, 3), vote)[0]
+    # the union keeps what one view saw; the mean (0.9 / 3) does not
+    assert bool(mask[12:15, 12:15, 12:15].all()) is (vote == "none")
+
+
+def test_six_views_of_two_folders() -> None:
+    extra = _cube(12)
+    views = _views_with(extra, 2, 6)  # two views of six see the extra lesion
+    assert fuse_views(views, "triplanar", min_votes=2)[0][13, 13, 13] == 1
+    assert fuse_views(views, "triplanar", min_votes=3)[0][13, 13, 13] == 0
+
+
+def test_triplanar_keeps_voxels_where_detecting_views_agree() -> None:
+    strong = _cube(5, size=4, value=0.9)
+    weak = _cube(5, size=4, value=0.9)
+    weak[5:9, 5:9, 5] = 0.0  # one border plane only this view misses
+    rim = np.zeros(SHAPE, np.float32)
+    rim[5:9, 5:9, 4] = 0.8  # a rim one view sees, touching the lesion
+    mask, prob = fuse_views([strong + rim, weak, np.zeros(SHAPE, np.float32)], "triplanar", min_votes=2)
+    # candidate = union (lesion + rim), detected by 2 of 3 views; fused prob = mean of those 2
+    assert prob[6, 6, 4] == pytest.approx(0.4) and mask[6, 6, 4] == 0  # rim: (0.8 + 0) / 2
+    assert prob[6, 6, 5] == pytest.approx(0.45) and mask[6, 6, 5] == 0  # (0.9 + 0) / 2
+    assert mask[5:9, 5:9, 6:9].all() and mask.sum() == 4 * 4 * 3
+
+
+def test_lesion_in_other_view_does_not_vote_for_a_distant_one() -> None:
+    a, b = _cube(2), _cube(12)
+    mask = fuse_views([a, b, np.zeros(SHAPE, np.float32)], "triplanar", min_votes=2)[0]
+    assert mask.sum() == 0
+
+
+@pytest.mark.parametrize("vote", VOTE_MODES)
+def test_identical_views_round_trip(vote: str) -> None:
+    rng = np.random.default_rng(0)
+    view = (rng.random(SHAPE) > 0.7).astype(np.float32)  # many lesions, some tiny
+    mask, _ = fuse_views([view] * 3, vote, min_votes=2, min_size_mm3=0)
+    np.testing.assert_array_equal(mask, view.astype(np.uint8))
+
+
+def test_min_size_uses_export_spacing() -> None:
+    view = np.zeros(SHAPE, np.float32)
+    view[1, 1, 1:4] = 1.0  # 3 voxels
+    assert fuse_views([view] * 3, "mean", spacing_mm=1.0)[0].sum() == 0  # 3 mm³: dropped
+    assert fuse_views([view] * 3, "mean", spacing_mm=2.0)[0].sum() == 3  # 24 mm³: kept
+
+
+def test_min_votes_capped_at_the_number_of_views() -> None:
+    view = _cube(2)
+    with pytest.warns(UserWarning, match="min-votes"):
+        mask = fuse_views([view], "triplanar", min_votes=2)[0]
+    assert mask.sum() == 27
+
+
+def test_unknown_vote() -> None:
+    with pytest.raises(ValueError, match="unknown vote"):
+        fuse_views([_cube(2)], "maximum")  # type: ignore[arg-type]
