@@ -1,0 +1,190 @@
+"""Reassembly: slice PNGs back to the original grid, exactly; ensembles; bad input."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+
+from fusion.metrics import score_case
+from fusion.reassemble import ReassembleOptions, read_views, reassemble, reassemble_case
+from fusion.voting import VOTE_MODES
+from slicer.geometry import AXIS_OF, ORIENTATIONS, CaseGeometry, slice_image
+
+REASSEMBLE = str(Path(sys.executable).with_name("reassemble"))
+# A scan stored neither RAS nor isotropic: axes permuted and flipped, 2 x 2 x 4 mm voxels.
+OBLIQUE_AFFINE = np.array([[0, 0, -4.0, 60], [-2.0, 0, 0, 40], [0, 2.0, 0, -30], [0, 0, 0, 1]])
+
+
+def _lesions(shape: tuple[int, int, int], seed: int = 0) -> np.ndarray:
+    """A binary mask with a few blocky lesions (each well above 3 mm³)."""
+    rng = np.random.default_rng(seed)
+    mask = np.zeros(shape, np.uint8)
+    for _ in range(4):
+        corner = [int(rng.integers(1, n - 4)) for n in shape]
+        size = [int(rng.integers(2, 4)) for _ in shape]
+        mask[tuple(slice(c, c + s) for c, s in zip(corner, size, strict=True))] = 1
+    return mask
+
+
+def write_mask_export(root: Path, case: str, mask: np.ndarray, affine: np.ndarray, spacing: float) -> Path:
+    """A minimal export by the contract (manifest, cases/<case>.json, masks PNGs) from arrays."""
+    geometry = CaseGeometry.from_affine(mask.shape, affine, spacing)
+    geometry = geometry.with_crop([(1, n - 1) for n in geometry.resampled_shape]).with_extra(split="val")
+    exported = geometry.to_export(mask, order=0)
+    (root / "masks" / "val").mkdir(parents=True, exist_ok=True)
+    rows = []
+    for orientation in ORIENTATIONS:
+        for index in range(geometry.shape[AXIS_OF[orientation]]):
+            stem = f"{case}_{orientation}_{index:03d}"
+            image = slice_image(exported, orientation, index).astype(np.uint8) * 255
+            cv2.imwrite(str(root / "masks" / "val" / f"{stem}.png"), image)
+            rows.append((stem, case, "val", orientation, index, *image.shape, "", int(image.sum() // 255), 0))
+    columns = [
+        "stem",
+        "case",
+        "split",
+        "orientation",
+        "index",
+        "height",
+        "width",
+        "crop",
+        "lesion_pixels",
+        "instances",
+    ]
+    manifest = root / "manifest.csv"
+    table = pd.DataFrame(rows, columns=columns)
+    if manifest.is_file():
+        table = pd.concat([pd.read_csv(manifest, dtype={"crop": str}), table])
+    table.to_csv(manifest, index=False)
+    geometry.save(root / "cases" / f"{case}.json")
+    return root / "masks" / "val"
+
+
+@pytest.fixture(scope="module")
+def mask_export(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, np.ndarray]]:
+    """Two cases: an isotropic RAS one and the oblique anisotropic one, with their masks."""
+    root = tmp_path_factory.mktemp("mask_export")
+    truth = {"iso": _lesions((30, 34, 26)), "oblique": _lesions((18, 22, 14), seed=1)}
+    write_mask_export(root, "iso", truth["iso"], np.diag([2.0, 2.0, 2.0, 1.0]), 2.0)
+    write_mask_export(root, "oblique", truth["oblique"], OBLIQUE_AFFINE, 2.0)
+    return root, truth
+
+
+@pytest.mark.parametrize("vote", VOTE_MODES)
+def test_round_trip_in_memory(mask_export: tuple[Path, dict[str, np.ndarray]], vote: str) -> None:
+    root, truth = mask_export
+    manifest = pd.read_csv(root / "manifest.csv")
+    for case, mask in truth.items():
+        geometry = CaseGeometry.load(root / "cases" / f"{case}.json")
+        views = read_views(manifest[manifest["case"] == case], geometry, root / "masks" / "val")
+        assert len(views) == 3
+        back, prob = reassemble_case(geometry, views, vote, min_size_mm3=0)
+        np.testing.assert_array_equal(back, mask)
+        assert prob.shape == mask.shape and prob.dtype == np.float32
+
+
+def test_round_trip_files_and_ensemble(
+    mask_export: tuple[Path, dict[str, np.ndarray]], tmp_path: Path
+) -> None:
+    root, truth = mask_export
+    preds = shutil.copytree(root / "masks" / "val", tmp_path / "preds")
+    out = tmp_path / "out"
+    written = reassemble(ReassembleOptions(slices=root, preds=[preds, preds], out=out, save_prob=True))
+    assert sorted(p.name for p in written) == ["iso.nii.gz", "oblique.nii.gz"]
+    img = nib.load(out / "oblique.nii.gz")
+    np.testing.assert_allclose(img.affine, OBLIQUE_AFFINE)
+    assert img.get_data_dtype() == np.uint8
+    np.testing.assert_array_equal(np.asarray(img.dataobj), truth["oblique"])
+    scores = score_case(truth["oblique"], np.asarray(img.dataobj), (2.0, 2.0, 4.0))
+    assert (scores["dice"], scores["f1"]) == (1.0, 1.0)
+    assert nib.load(out / "oblique_prob.nii.gz").get_data_dtype() == np.float32
+
+
+def test_two_folders_are_six_views(mask_export: tuple[Path, dict[str, np.ndarray]], tmp_path: Path) -> None:
+    """A lesion only the axial plane of each of two folders sees has 2 votes of 6."""
+    root, truth = mask_export
+    folders = [shutil.copytree(root / "masks" / "val", tmp_path / name) for name in ("a", "b")]
+    geometry = CaseGeometry.load(root / "cases" / "iso.json")
+    extra = np.zeros(geometry.shape, np.uint8)
+    extra[20:23, 3:6, 10:13] = 255  # 27 voxels away from the true lesions (checked)
+    assert not (geometry.to_export(truth["iso"], order=0)[19:24, 2:7, 9:14]).any()
+    for folder in folders:
+        for index in range(10, 13):
+            path = folder / f"iso_axial_{index:03d}.png"
+            cv2.imwrite(
+                str(path),
+                np.maximum(cv2.imread(str(path), cv2.IMREAD_UNCHANGED), slice_image(extra, "axial", index)),
+            )
+    for min_votes, kept in ((2, True), (3, False)):
+        out = tmp_path / f"out{min_votes}"
+        reassemble(ReassembleOptions(slices=root, preds=folders, out=out, min_votes=min_votes, cases=["iso"]))
+        result = np.asarray(nib.load(out / "iso.nii.gz").dataobj)
+        assert int(result.sum()) - int(truth["iso"].sum()) == (27 if kept else 0)
+
+
+def test_rerun_skips_unless_overwrite(
+    mask_export: tuple[Path, dict[str, np.ndarray]], tmp_path: Path
+) -> None:
+    root, _ = mask_export
+    out = tmp_path / "out"
+    options = ReassembleOptions(slices=root, preds=[root / "masks" / "val"], out=out, cases=["iso"])
+    reassemble(options)
+    (out / "iso.nii.gz").write_bytes(b"sentinel")
+    reassemble(options)
+    assert (out / "iso.nii.gz").read_bytes() == b"sentinel"
+    options.overwrite = True
+    reassemble(options)
+    assert nib.load(out / "iso.nii.gz").shape == (30, 34, 26)
+
+
+def _break(kind: str, root: Path, preds: Path) -> None:
+    if kind == "wrong size":
+        cv2.imwrite(str(preds / "iso_axial_005.png"), np.zeros((7, 7), np.uint8))
+    elif kind == "colour":
+        cv2.imwrite(str(preds / "iso_axial_005.png"), np.zeros((16, 14, 3), np.uint8))
+    elif kind == "16-bit":
+        path = preds / "iso_axial_005.png"
+        shape = cv2.imread(str(path), cv2.IMREAD_UNCHANGED).shape
+        cv2.imwrite(str(path), np.full(shape, 300, np.uint16))
+    elif kind == "no predictions":
+        for path in preds.glob("iso_*.png"):
+            path.unlink()
+    elif kind == "missing column":
+        pd.read_csv(root / "manifest.csv").drop(columns="width").to_csv(root / "manifest.csv", index=False)
+    elif kind == "missing case json":
+        (root / "cases" / "iso.json").unlink()
+
+
+@pytest.mark.parametrize(
+    ("kind", "message"),
+    [
+        ("wrong size", "differs from the exported slice"),
+        ("colour", "not an 8-bit single-channel PNG"),
+        ("16-bit", "not an 8-bit single-channel PNG"),
+        ("no predictions", "no prediction for case 'iso'"),
+        ("missing column", "lacks column(s) width"),
+        ("missing case json", "case geometry file not found"),
+    ],
+)
+def test_bad_input_one_line_exit_2(
+    mask_export: tuple[Path, dict[str, np.ndarray]], tmp_path: Path, kind: str, message: str
+) -> None:
+    source, _ = mask_export
+    root = shutil.copytree(source, tmp_path / "export")
+    preds = shutil.copytree(source / "masks" / "val", tmp_path / "preds")
+    _break(kind, root, preds)
+    out = tmp_path / "out"
+    command = [REASSEMBLE, "--slices", str(root), "--preds", str(preds), "--out", str(out), "--cases", "iso"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2, result.stderr
+    last = result.stderr.strip().splitlines()[-1]  # above it only the progress bar, cleared
+    assert last.startswith("error: ") and message in last and "Traceback" not in result.stderr
+    assert not out.exists() or not any(out.iterdir())  # nothing half-written
