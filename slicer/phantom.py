@@ -223,6 +223,8 @@ def make_case(index: int, seed: int = 0, voxel: float = 1.0, misalign: bool = Fa
         "subject_to_mni_world": to_atlas.tolist(),
         "new_lesion_mm3": [round(b.volume_mm3, 2) for b in new],
         "existing_lesion_mm3": [round(b.volume_mm3, 2) for b in existing],
+        "new_lesion_centres_mm": [np.round(b.centre, 2).tolist() for b in new],
+        "existing_lesion_centres_mm": [np.round(b.centre, 2).tolist() for b in existing],
         "enlarging_factor": [round(float(g), 3) for g in growth],
         "misalignment": misalignment,
     }
