@@ -1,0 +1,73 @@
+"""``unext-long train|predict``: argument parsing only; the work is in :mod:`unext_long.train`
+and :mod:`unext_long.predict` (imported inside the commands so ``--help`` is instant)."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from pathlib import Path
+
+from slicer.errors import cli_entry
+
+__all__ = ["main", "build_parser"]
+
+
+def _add_train(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser("train", help="train UNeXt on a slicer export")
+    parser.add_argument("--data", type=Path, required=True, help="dataset YAML written by slicer export")
+    parser.add_argument("--epochs", type=int, default=100)
+    parser.add_argument("--imgsz", type=int, default=256, help="side of the square training crops")
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--lr", type=float, default=1e-3, help="initial AdamW learning rate (cosine decay)")
+    parser.add_argument("--weight-decay", type=float, default=1e-4)
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument("--stem", choices=("early", "siamese"), default="early", help="two-timepoint stem")
+    parser.add_argument("--size", choices=("unext", "unext-s"), default="unext")
+    parser.add_argument("--loss", choices=("bce-dice", "focal-tversky"), default="bce-dice")
+    parser.add_argument(
+        "--lesion-fraction", type=float, default=0.5, help="share of lesion slices drawn per epoch"
+    )
+    parser.add_argument("--max-slices", type=int, help="use a seeded random subset of each split")
+    parser.add_argument("--time-limit", type=float, help="minutes; the schedule is shortened to fit")
+    parser.add_argument("--project", type=Path, default=Path("runs/unext"))
+    parser.add_argument("--name", default="exp")
+    parser.add_argument("--resume", action="store_true", help="continue <project>/<name> from last.pt")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing run")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--workers", type=int, default=2, help="data-loading processes")
+
+
+def _add_predict(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser("predict", help="write one probability PNG per slice")
+    parser.add_argument("--weights", type=Path, required=True, help="best.pt or last.pt")
+    parser.add_argument("--source", type=Path, required=True, help="folder of exported .tif slices")
+    parser.add_argument("--out", type=Path, required=True, help="folder for <stem>.png predictions")
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument("--overwrite", action="store_true", help="redo slices that already have a PNG")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``unext-long`` argument parser."""
+    parser = argparse.ArgumentParser(
+        prog="unext-long", description="UNeXt with a two-timepoint stem on the slicer's 2D export."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    _add_train(commands)
+    _add_predict(commands)
+    return parser
+
+
+@cli_entry
+def main(argv: Sequence[str] | None = None) -> None:
+    """Entry point of the ``unext-long`` console script."""
+    args = vars(build_parser().parse_args(argv))
+    command = args.pop("command")
+    if command == "train":
+        from unext_long.train import TrainOptions, train
+
+        train(TrainOptions(**args))
+    else:
+        from unext_long.predict import predict_folder
+
+        predict_folder(**args)

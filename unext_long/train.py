@@ -1,0 +1,284 @@
+"""Training UNeXt on a slicer export: AdamW, cosine schedule, AMP on CUDA, best/last checkpoints.
+
+A run folder ``<project>/<name>/`` holds ``weights/best.pt`` (best slice-level validation Dice),
+``weights/last.pt`` (also the optimiser and schedule, for ``--resume``) and ``results.csv`` (one
+row per epoch). Checkpoints hold builtins and tensors only, so ``torch.load(weights_only=True)``
+reads them; ``config`` is a JSON string describing the model (see :func:`save_checkpoint`).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import random
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, get_worker_info
+from tqdm import tqdm
+
+from slicer.errors import InputError
+from slicer.io import atomic_path
+from unext_long.data import (
+    Augment,
+    SliceDataset,
+    lesion_flags,
+    lesion_sampler,
+    list_images,
+    pad_collate,
+    read_export_yaml,
+)
+from unext_long.losses import LossFn, build_loss
+from unext_long.model import UNeXt, create_model
+
+__all__ = ["TrainOptions", "TrainResult", "train", "select_device", "seed_everything", "save_checkpoint"]
+
+RESULTS_FIELDS = ("epoch", "train_loss", "val_loss", "val_dice", "lr", "seconds")
+
+
+@dataclass
+class TrainOptions:
+    """Everything a training run depends on (the CLI flags of ``unext-long train``).
+
+    ``max_slices`` keeps a seeded random subset of each split (quick runs and tests);
+    ``time_limit`` (minutes) shortens the cosine schedule so the run ends within it.
+    """
+
+    data: Path
+    epochs: int = 100
+    imgsz: int = 256
+    batch: int = 8
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    device: str = "auto"
+    stem: str = "early"
+    size: str = "unext"
+    loss: str = "bce-dice"
+    lesion_fraction: float = 0.5
+    max_slices: int | None = None
+    time_limit: float | None = None
+    project: Path = Path("runs/unext")
+    name: str = "exp"
+    resume: bool = False
+    overwrite: bool = False
+    seed: int = 0
+    workers: int = 2
+
+
+@dataclass
+class TrainResult:
+    """Where a run wrote its files and how well it did."""
+
+    run_dir: Path
+    best_dice: float
+    best_epoch: int
+    epochs: int
+    seconds: float
+
+
+def select_device(spec: str = "auto") -> torch.device:
+    """``auto`` picks CUDA when available; otherwise ``cpu``, ``cuda`` or ``cuda:N`` as given."""
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(spec)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise InputError("--device", f"{spec} requested but CUDA is not available")
+    return device
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (all devices)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)  # noqa: NPY002 - global state, for libraries that still use it
+    torch.manual_seed(seed)
+
+
+def _seed_worker(worker_id: int) -> None:
+    # DataLoader gives each worker its own torch seed (from the loader's generator): derive the rest.
+    info = get_worker_info()
+    seed = info.seed % 2**32
+    random.seed(seed)
+    np.random.seed(seed)  # noqa: NPY002 - global state, for libraries that still use it
+    info.dataset.augment.reseed(seed)
+
+
+def cosine_lr(base: float, epoch: int, epochs: int, final_ratio: float = 0.01) -> float:
+    """Cosine decay from ``base`` (epoch 0) to ``base * final_ratio`` (after the last epoch)."""
+    progress = min(epoch / max(epochs, 1), 1.0)
+    return base * (final_ratio + (1 - final_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def save_checkpoint(path: Path, model: UNeXt, config: dict, **state: object) -> None:
+    """Write ``{"state_dict", "config" (JSON string), **state}`` atomically (weights_only-safe)."""
+    payload = {"state_dict": model.state_dict(), "config": json.dumps(config), **state}
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+
+
+def _subset(images: list[Path], max_slices: int | None, seed: int) -> list[Path]:
+    if max_slices is None or max_slices >= len(images):
+        return images
+    keep = np.random.default_rng(seed).choice(len(images), max_slices, replace=False)
+    return [images[i] for i in sorted(keep)]
+
+
+def _prepare_run_dir(options: TrainOptions) -> Path:
+    run_dir = Path(options.project) / options.name
+    last = run_dir / "weights" / "last.pt"
+    if options.resume and not last.is_file():
+        raise InputError(last, "not found, nothing to resume")
+    if not options.resume and last.exists():
+        if not options.overwrite:
+            raise InputError(run_dir, "holds a training run; pass --resume to continue it or --overwrite")
+        shutil.rmtree(run_dir)
+    (run_dir / "weights").mkdir(parents=True, exist_ok=True)
+    return run_dir
+
+
+def _train_epoch(
+    model: UNeXt, loader: DataLoader, loss_fn: LossFn, optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler, device: torch.device, desc: str,
+) -> float:  # fmt: skip
+    model.train()
+    total, count = 0.0, 0
+    bar = tqdm(loader, desc=desc, leave=False, dynamic_ncols=True)
+    for images, masks, valid in bar:
+        images, masks, valid = (t.to(device, non_blocking=True) for t in (images, masks, valid))
+        with torch.autocast(device.type, dtype=torch.float16, enabled=device.type == "cuda"):
+            logits = model(images)
+        loss = loss_fn(logits.float(), masks, valid)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        total, count = total + float(loss.detach()) * len(images), count + len(images)
+        bar.set_postfix(loss=f"{total / count:.4f}")
+    return total / max(count, 1)
+
+
+@torch.no_grad()
+def evaluate(model: UNeXt, loader: DataLoader, loss_fn: LossFn, device: torch.device) -> tuple[float, float]:
+    """Mean loss and slice-level Dice (prediction > 0.5, pooled over every pixel of the split)."""
+    model.eval()
+    total, count, overlap, predicted, truth = 0.0, 0, 0.0, 0.0, 0.0
+    for images, masks, valid in loader:
+        images, masks, valid = (t.to(device) for t in (images, masks, valid))
+        with torch.autocast(device.type, dtype=torch.float16, enabled=device.type == "cuda"):
+            logits = model(images).float()
+        total, count = total + float(loss_fn(logits, masks, valid)) * len(images), count + len(images)
+        binary = (logits > 0).float() * valid
+        overlap += float((binary * masks).sum())
+        predicted, truth = predicted + float(binary.sum()), truth + float((masks * valid).sum())
+    dice = 2 * overlap / (predicted + truth) if predicted + truth > 0 else 1.0
+    return total / max(count, 1), dice
+
+
+def _read_results(path: Path, before_epoch: int) -> list[dict]:
+    if not path.is_file():
+        return []
+    with path.open(newline="") as handle:
+        return [row for row in csv.DictReader(handle) if int(row["epoch"]) < before_epoch]
+
+
+def _write_results(path: Path, rows: list[dict]) -> None:
+    with atomic_path(path) as tmp, tmp.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, RESULTS_FIELDS)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def train(options: TrainOptions) -> TrainResult:
+    """Train (or resume) a run and return where it wrote its checkpoints.
+
+    Raises:
+        InputError: bad dataset YAML or images, a stem the channel groups cannot feed, a run folder
+            that already holds a run (without ``resume``/``overwrite``).
+    """
+    info = read_export_yaml(options.data)
+    device = select_device(options.device)
+    run_dir = _prepare_run_dir(options)
+    seed_everything(options.seed)
+    if "val" not in info.splits:
+        raise InputError(info.yaml_path, "names no val split")
+    train_images = _subset(list_images(info.splits["train"]), options.max_slices, options.seed)
+    val_images = _subset(list_images(info.splits["val"]), options.max_slices, options.seed)
+    try:
+        model = create_model(
+            options.size, in_channels=info.channels, stem=options.stem, channel_groups=info.channel_groups
+        ).to(device)
+    except ValueError as error:
+        raise InputError(info.yaml_path, str(error)) from None
+    loss_fn = build_loss(options.loss)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=options.lr, weight_decay=options.weight_decay)
+    scaler = torch.amp.GradScaler(device.type, enabled=device.type == "cuda")
+    config = {
+        "model": options.size, "in_channels": info.channels, "num_classes": 1, "stem": options.stem,
+        "channel_groups": info.channel_groups, "recipe": info.recipe, "imgsz": options.imgsz,
+        "data": str(info.yaml_path), "loss": options.loss, "seed": options.seed,
+    }  # fmt: skip
+    start, epochs, best_dice, best_epoch = 0, options.epochs, -1.0, -1
+    if options.resume:
+        last = torch.load(run_dir / "weights" / "last.pt", map_location=device, weights_only=True)
+        model.load_state_dict(last["state_dict"])
+        optimizer.load_state_dict(last["optimizer"])
+        start, epochs = int(last["epoch"]) + 1, int(last["epochs"])
+        best_dice, best_epoch = float(last["best_dice"]), int(last["best_epoch"])
+
+    augment = Augment(options.imgsz, info.channel_groups, options.seed)
+    train_set = SliceDataset(train_images, info.channels, augment)
+    flags = lesion_flags(train_images)
+    val_loader = DataLoader(
+        SliceDataset(val_images, info.channels),
+        options.batch,
+        num_workers=options.workers,
+        collate_fn=pad_collate,
+    )
+    results = run_dir / "results.csv"
+    rows = _read_results(results, start)
+    began = time.monotonic()
+    for epoch in range(start, epochs):
+        tick = time.monotonic()
+        lr = cosine_lr(options.lr, epoch, epochs)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        generator = torch.Generator().manual_seed(options.seed * 10_000 + epoch)
+        augment.reseed(options.seed * 10_000 + epoch)
+        loader = DataLoader(
+            train_set, options.batch, sampler=lesion_sampler(flags, options.lesion_fraction, generator),
+            num_workers=options.workers, collate_fn=pad_collate, worker_init_fn=_seed_worker,
+            generator=generator, pin_memory=device.type == "cuda", drop_last=len(train_set) > options.batch,
+        )  # fmt: skip
+        train_loss = _train_epoch(
+            model, loader, loss_fn, optimizer, scaler, device, f"epoch {epoch + 1}/{epochs}"
+        )
+        val_loss, val_dice = evaluate(model, val_loader, loss_fn, device)
+        seconds = time.monotonic() - tick
+        if val_dice > best_dice:
+            best_dice, best_epoch = val_dice, epoch
+            save_checkpoint(
+                run_dir / "weights" / "best.pt", model, {**config, "epoch": epoch, "best_dice": val_dice}
+            )
+        if options.time_limit is not None:
+            # Shorten the schedule so the cosine decay ends within the time limit.
+            left = options.time_limit * 60 - (time.monotonic() - began)
+            epochs = min(epochs, epoch + 1 + max(int(left / seconds), 0))
+        save_checkpoint(
+            run_dir / "weights" / "last.pt", model, {**config, "epoch": epoch, "best_dice": best_dice},
+            optimizer=optimizer.state_dict(), epoch=epoch, epochs=epochs, best_dice=best_dice, best_epoch=best_epoch,
+        )  # fmt: skip
+        rows.append(dict(zip(RESULTS_FIELDS, (epoch, f"{train_loss:.5f}", f"{val_loss:.5f}", f"{val_dice:.4f}", f"{lr:.3g}", f"{seconds:.1f}"), strict=True)))  # fmt: skip
+        _write_results(results, rows)
+        tqdm.write(
+            f"epoch {epoch + 1}/{epochs}: train loss {train_loss:.4f}, val loss {val_loss:.4f}, val Dice {val_dice:.4f}"
+        )
+    result = TrainResult(run_dir, best_dice, best_epoch, epochs, time.monotonic() - began)
+    print(
+        f"trained {options.size} ({options.stem} stem, {info.channels} channels) to epoch {epochs} in "
+        f"{result.seconds:.0f} s: best val Dice {best_dice:.4f} at epoch {best_epoch + 1} -> {run_dir / 'weights'}"
+    )
+    return result
