@@ -16,7 +16,9 @@ import pytest
 from fusion.metrics import score_case
 from fusion.reassemble import ReassembleOptions, read_views, reassemble, reassemble_case
 from fusion.voting import VOTE_MODES
+from slicer.datasets import load_dataset
 from slicer.geometry import AXIS_OF, ORIENTATIONS, CaseGeometry, slice_image
+from slicer.writer import MANIFEST_COLUMNS
 
 REASSEMBLE = str(Path(sys.executable).with_name("reassemble"))
 # A scan stored neither RAS nor isotropic: axes permuted and flipped, 2 x 2 x 4 mm voxels.
@@ -47,20 +49,8 @@ def write_mask_export(root: Path, case: str, mask: np.ndarray, affine: np.ndarra
             image = slice_image(exported, orientation, index).astype(np.uint8) * 255
             cv2.imwrite(str(root / "masks" / "val" / f"{stem}.png"), image)
             rows.append((stem, case, "val", orientation, index, *image.shape, "", int(image.sum() // 255), 0))
-    columns = [
-        "stem",
-        "case",
-        "split",
-        "orientation",
-        "index",
-        "height",
-        "width",
-        "crop",
-        "lesion_pixels",
-        "instances",
-    ]
     manifest = root / "manifest.csv"
-    table = pd.DataFrame(rows, columns=columns)
+    table = pd.DataFrame(rows, columns=list(MANIFEST_COLUMNS))
     if manifest.is_file():
         table = pd.concat([pd.read_csv(manifest, dtype={"crop": str}), table])
     table.to_csv(manifest, index=False)
@@ -106,6 +96,68 @@ def test_round_trip_files_and_ensemble(
     scores = score_case(truth["oblique"], np.asarray(img.dataobj), (2.0, 2.0, 4.0))
     assert (scores["dice"], scores["f1"]) == (1.0, 1.0)
     assert nib.load(out / "oblique_prob.nii.gz").get_data_dtype() == np.float32
+
+
+def _reslice_anisotropic(source: Path, target: Path) -> Path:
+    """A copy of the phantom with every other axial plane dropped: 2 x 2 x 4 mm voxels."""
+    target.mkdir()
+    for path in source.rglob("*"):
+        destination = target / path.relative_to(source)
+        if path.is_dir():
+            destination.mkdir(parents=True, exist_ok=True)
+        elif path.name.endswith(".nii.gz"):
+            img = nib.load(path)
+            data = np.asarray(img.dataobj)[:, :, ::2]
+            affine = img.affine @ np.diag([1.0, 1.0, 2.0, 1.0])
+            nib.save(nib.Nifti1Image(data, affine, img.header), destination)
+        else:
+            shutil.copy(path, destination)
+    return target
+
+
+def _assert_masks_come_back(export: Path, dataset_root: Path, tmp_path: Path) -> int:
+    """Reassemble an export's own mask PNGs with every vote mode; compare with the consensus."""
+    preds = tmp_path / "preds"
+    preds.mkdir()
+    for png in export.glob("masks/*/*.png"):
+        shutil.copy(png, preds)
+    cases = [
+        c for c in load_dataset("phantom", root=dataset_root) if (export / "cases" / f"{c.id}.json").is_file()
+    ]
+    assert cases, "the export wrote no case"
+    for vote in VOTE_MODES:
+        reassemble(ReassembleOptions(slices=export, preds=[preds], out=tmp_path / vote, vote=vote))
+        for case in cases:
+            truth = nib.load(case.consensus)
+            result = nib.load(tmp_path / vote / f"{case.id}.nii.gz")
+            np.testing.assert_array_equal(
+                np.asarray(result.dataobj), np.asarray(truth.dataobj), f"{vote} {case.id}"
+            )
+            np.testing.assert_allclose(result.affine, truth.affine, atol=1e-5)
+    return len(cases)
+
+
+def test_real_export_round_trip(phantom_export: Path, phantom_root: Path, tmp_path: Path) -> None:
+    assert _assert_masks_come_back(phantom_export, phantom_root, tmp_path) >= 2
+
+
+def _export(root: Path, out: Path) -> Path:
+    from slicer.export import ExportOptions, export_dataset
+
+    export_dataset(ExportOptions(dataset="phantom", root=root, out=out, spacing=2.0, val_fraction=0.5))
+    return out
+
+
+def test_misaligned_export_round_trip(misaligned_phantom_root: Path, tmp_path: Path) -> None:
+    export = _export(misaligned_phantom_root, tmp_path / "export")
+    assert _assert_masks_come_back(export, misaligned_phantom_root, tmp_path) >= 1
+
+
+def test_anisotropic_export_round_trip(phantom_root: Path, tmp_path: Path) -> None:
+    anisotropic = _reslice_anisotropic(phantom_root, tmp_path / "anisotropic")
+    export = _export(anisotropic, tmp_path / "export")
+    assert CaseGeometry.load(next((export / "cases").glob("*.json"))).canonical_spacing == (2.0, 2.0, 4.0)
+    assert _assert_masks_come_back(export, anisotropic, tmp_path) >= 1
 
 
 def test_two_folders_are_six_views(mask_export: tuple[Path, dict[str, np.ndarray]], tmp_path: Path) -> None:
