@@ -1,0 +1,189 @@
+"""Build an untrained yolo_long model for a dataset and save it as an ultralytics checkpoint.
+
+The model YAMLs in ``yolo_long/cfg`` hold two placeholders (``ChannelGroups``, ``Stem``)
+that only the dataset can fill: its channel count and ``mslong.channel_groups``. Building
+once in Python at the right channel count and saving the module is what lets the plain
+``yolo segment train model=MODEL.pt data=DATA.yaml`` command train it (ultralytics rebuilds
+the model from the YAML stored in the checkpoint, with the data's channels).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import datetime
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from slicer.errors import InputError
+from slicer.io import atomic_path
+
+__all__ = ["MODELS", "STEMS", "DataInfo", "read_data", "model_config", "build_model", "init_checkpoint"]
+
+MODELS = ("yolov9t-seg-long", "yolov9c-seg-long", "yolov9e-seg-long")
+STEMS = ("grouped", "siamese")
+Stem = Literal["grouped", "siamese"]
+
+
+@dataclass(frozen=True)
+class DataInfo:
+    """The parts of a dataset YAML a model depends on."""
+
+    channels: int
+    channel_groups: dict[str, list[int]]
+    names: dict[int, str] = field(default_factory=lambda: {0: "new_lesion"})
+
+
+def read_data(path: str | Path) -> DataInfo:
+    """Read and check an ultralytics dataset YAML written by the slicer export.
+
+    Raises:
+        InputError: missing file, no ``channels``, or no ``mslong.channel_groups`` with ``t0`` and ``t1``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, "dataset YAML not found")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise InputError(path, f"not valid YAML ({error})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("channels"), int):
+        raise InputError(path, "no integer 'channels' entry (is this a slicer export YAML?)")
+    channels = data["channels"]
+    groups = (data.get("mslong") or {}).get("channel_groups")
+    if not isinstance(groups, dict) or not {"t0", "t1"} <= groups.keys():
+        raise InputError(path, "mslong.channel_groups must name the t0 and t1 channels")
+    if len(groups["t0"]) != len(groups["t1"]):
+        raise InputError(path, f"t0 and t1 have different channel counts ({groups['t0']} vs {groups['t1']})")
+    listed = [c for g in groups.values() for c in g]
+    if len(set(listed)) != len(listed) or not set(listed) <= set(range(channels)):
+        raise InputError(path, f"channel_groups {groups} overlap or exceed channels: {channels}")
+    names = data.get("names") or {0: "new_lesion"}
+    names = dict(enumerate(names)) if isinstance(names, list) else {int(k): v for k, v in names.items()}
+    return DataInfo(channels=channels, channel_groups=groups, names=names)
+
+
+def _channel_order(data: DataInfo) -> tuple[list[int], list[list[int]]]:
+    """Input order [t0, t1, other groups, ungrouped channels] and the groups in that order."""
+    groups = data.channel_groups
+    ordered = [list(groups["t0"]), list(groups["t1"])]
+    ordered += [list(v) for k, v in groups.items() if k not in ("t0", "t1")]
+    grouped = {c for g in ordered for c in g}
+    loose = [c for c in range(data.channels) if c not in grouped]
+    if loose:
+        ordered.append(loose)
+    return [c for g in ordered for c in g], ordered
+
+
+def _stem_row(row: list[Any], stem: Stem, groups: list[list[int]], source: str) -> list[Any]:
+    f, n, _, (channels, kernel, stride) = row
+    if stem == "siamese":
+        time = len(groups[0])
+        other = sum(len(g) for g in groups[2:])
+        return [f, n, "SiameseStem", [channels, kernel, stride, time, other]]
+    sizes = {len(g) for g in groups}
+    if len(sizes) != 1:
+        raise InputError(
+            source, f"the grouped stem needs equal channel groups, got sizes {[len(g) for g in groups]}"
+        )
+    # ultralytics rounds a Conv's channels to a multiple of 8; groups must divide them too
+    step = math.lcm(8, len(groups))
+    channels = step * math.ceil(channels / step)
+    return [f, n, "Conv", [channels, kernel, stride, None, len(groups)]]
+
+
+def model_config(model: str, stem: Stem, data: DataInfo, source: str = "--data") -> dict[str, Any]:
+    """The ultralytics model dict of ``model`` with its placeholders filled for ``data``.
+
+    >>> info = DataInfo(channels=9, channel_groups={"t1": [0, 1, 2], "t0": [3, 4, 5], "diff": [6, 7, 8]})
+    >>> model_config("yolov9t-seg-long", "grouped", info)["backbone"][:2]
+    [[-1, 1, 'ChannelGroups', [[3, 4, 5, 0, 1, 2, 6, 7, 8]]], [-1, 1, 'Conv', [24, 3, 2, None, 3]]]
+    """
+    if model not in MODELS:
+        raise InputError("--model", f"unknown model {model!r} (choose from {', '.join(MODELS)})")
+    if stem not in STEMS:
+        raise InputError("--stem", f"unknown stem {stem!r} (choose from {', '.join(STEMS)})")
+    config = yaml.safe_load(resources.files("yolo_long").joinpath("cfg", f"{model}.yaml").read_text())
+    order, groups = _channel_order(data)
+    for section in ("backbone", "head"):
+        for i, row in enumerate(config[section]):
+            if row[2] == "ChannelGroups":
+                config[section][i] = [row[0], row[1], "ChannelGroups", [order]]
+            elif row[2] == "Stem":
+                config[section][i] = _stem_row(row, stem, groups, source)
+    config["yaml_file"] = f"{model}.yaml"  # ultralytics names the architecture from it
+    config["mslong"] = {"model": model, "stem": stem, "channel_groups": dict(data.channel_groups)}
+    return config
+
+
+def build_model(model: str, stem: Stem, data: DataInfo, seed: int = 0, verbose: bool = False):
+    """An untrained ``ultralytics.nn.tasks.SegmentationModel`` for ``data`` (deterministic given ``seed``).
+
+    >>> info = DataInfo(channels=9, channel_groups={"t1": [0, 1, 2], "t0": [3, 4, 5], "diff": [6, 7, 8]})
+    >>> net = build_model("yolov9t-seg-long", "siamese", info)  # doctest: +SKIP
+    >>> type(net.model[1]).__name__  # doctest: +SKIP
+    'SiameseStem'
+    """
+    import torch
+    from ultralytics.nn.tasks import SegmentationModel
+
+    import yolo_long.modules  # noqa: F401  (registers our layers and switches ultralytics offline)
+
+    config = model_config(model, stem, data)
+    torch.manual_seed(seed)
+    net = SegmentationModel(config, ch=data.channels, nc=len(data.names), verbose=verbose)
+    net.names = dict(data.names)
+    return net
+
+
+def init_checkpoint(
+    model: str,
+    stem: Stem,
+    data: str | Path,
+    out: str | Path,
+    imgsz: int = 256,
+    seed: int = 0,
+    overwrite: bool = False,
+) -> Path:
+    """Write an untrained checkpoint that ``yolo segment train model=OUT data=DATA`` trains from scratch.
+
+    The checkpoint holds what ultralytics' ``load_checkpoint`` reads: the module under
+    ``model``, and ``train_args`` (task, data, imgsz) that become the training defaults.
+
+    Args:
+        model: one of :data:`MODELS`.
+        stem: ``grouped`` or ``siamese``.
+        data: the slicer export's dataset YAML.
+        out: the ``.pt`` file to write.
+        imgsz: default training/prediction image size stored in the checkpoint.
+        seed: seed of the weight initialisation.
+        overwrite: replace an existing ``out``.
+    """
+    import torch
+    from ultralytics import __version__
+
+    out, data = Path(out), Path(data).resolve()
+    if out.suffix != ".pt":
+        raise InputError(out, "checkpoint name must end in .pt (ultralytics requires it)")
+    if out.exists() and not overwrite:
+        print(f"{out} exists, kept (use --overwrite to rebuild)")
+        return out
+    net = build_model(model, stem, read_data(data), seed=seed)
+    checkpoint = {
+        "date": datetime.now().astimezone().isoformat(),
+        "version": __version__,
+        "license": "AGPL-3.0 License (https://ultralytics.com/license)",
+        "model": net,
+        "ema": None,
+        "train_args": {"task": "segment", "data": str(data), "imgsz": imgsz, "model": str(out)},
+    }
+    with atomic_path(out) as tmp:
+        torch.save(checkpoint, tmp)
+    params = sum(p.numel() for p in net.parameters())
+    print(
+        f"wrote {out}: {model} ({stem} stem), {params / 1e6:.2f} M parameters, {net.yaml['channels']} channels"
+    )
+    return out
