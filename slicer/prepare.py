@@ -1,0 +1,175 @@
+"""One case in memory: registered, resampled, cropped, normalised, ready to slice.
+
+:func:`prepare_case` is what the export runs per case and what ``mslong segment`` runs on
+one patient (it slices in memory, no files). :func:`slice_channels` builds the 2.5D image
+of one slice exactly as the export writes it.
+
+>>> prepared = prepare_case(t1, t1_img, t0, t0_img, spacing=1.0)  # doctest: +SKIP
+>>> slice_channels(prepared, "axial", 40).shape  # doctest: +SKIP
+(9, 182, 150)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+import nibabel as nib
+import numpy as np
+
+from slicer.geometry import AXIS_OF, CaseGeometry, slice_image
+from slicer.normalise import head_bounding_box, head_mask, match_to_reference, robust_rescale
+from slicer.register import Registration
+from slicer.register import register as register_t0
+
+__all__ = [
+    "SOURCES",
+    "PreparedCase",
+    "prepare_case",
+    "slice_channels",
+    "iter_slices",
+    "channel_names",
+    "channel_groups",
+    "to_uint8",
+    "difference_to_uint8",
+]
+
+SOURCES = ("t1", "t0", "diff")
+# Head bounding box margin, in mm, so that slices never cut the skull edge.
+CROP_MARGIN_MM = 4.0
+
+
+@dataclass
+class PreparedCase:
+    """A case on the export grid.
+
+    Attributes:
+        geometry: original grid <-> export grid (crop and provenance in ``extra``).
+        volumes: uint8 export-grid volumes per source (``t1``, ``t0``, ``diff``).
+        normalised: float32 [0, 1] volumes ``t1n`` and ``t0n``.
+        head: boolean head mask on the export grid.
+        mask: uint8 0/1 new-lesion mask on the export grid (or None).
+        soft: optional uint8 0..255 soft mask (mean of raters) on the export grid.
+        registration: what brought t0 onto t1 (None without t0).
+    """
+
+    geometry: CaseGeometry
+    volumes: dict[str, np.ndarray]
+    normalised: dict[str, np.ndarray]
+    head: np.ndarray
+    mask: np.ndarray | None = None
+    soft: np.ndarray | None = None
+    registration: Registration | None = None
+    info: dict[str, object] = field(default_factory=dict)
+
+
+def to_uint8(normalised: np.ndarray) -> np.ndarray:
+    """[0, 1] -> 0..255."""
+    return np.rint(np.clip(normalised, 0.0, 1.0) * 255.0).astype(np.uint8)
+
+
+def difference_to_uint8(t1n: np.ndarray, t0n: np.ndarray) -> np.ndarray:
+    """The contract's diff channel: 128 + 127.5 * (t1n - t0n), clipped; no change maps to 128."""
+    return np.clip(np.rint(128.0 + 127.5 * (t1n - t0n)), 0, 255).astype(np.uint8)
+
+
+def channel_names(recipe: Sequence[str], context: int) -> list[str]:
+    """``["t1-1", "t1+0", "t1+1", ...]``: source and slice offset of every channel."""
+    return [f"{source}{offset:+d}" for source in recipe for offset in range(-context, context + 1)]
+
+
+def channel_groups(recipe: Sequence[str], context: int) -> dict[str, list[int]]:
+    """Channel indices per source, e.g. ``{"t1": [0, 1, 2], "t0": [3, 4, 5], ...}``."""
+    width = 2 * context + 1
+    return {source: list(range(i * width, (i + 1) * width)) for i, source in enumerate(recipe)}
+
+
+def _crop_geometry(t1_img: nib.Nifti1Image, head: np.ndarray, spacing: float) -> CaseGeometry:
+    geometry = CaseGeometry.from_image(t1_img, spacing)
+    margin = int(np.ceil(CROP_MARGIN_MM / spacing))
+    return geometry.with_crop(
+        head_bounding_box(geometry.to_export(head.astype(np.uint8), order=0) > 0, margin)
+    )
+
+
+def prepare_case(
+    t1: np.ndarray,
+    t1_img: nib.Nifti1Image,
+    t0: np.ndarray | None,
+    t0_img: nib.Nifti1Image | None,
+    mask: np.ndarray | None = None,
+    *,
+    soft: np.ndarray | None = None,
+    spacing: float = 1.0,
+    register: str = "auto",
+    match_histograms: bool = False,
+    seed: int = 0,
+) -> PreparedCase:
+    """Register t0 onto t1, resample to ``spacing`` mm, crop to the head and normalise.
+
+    Args:
+        t1, t1_img: follow-up voxels and image; its grid is the reference.
+        t0, t0_img: baseline (None for one time point: only ``t1`` is prepared).
+        mask: new-lesion mask on t1's grid (0/1).
+        soft: optional soft mask in [0, 1] on t1's grid (mean of raters).
+        spacing: isotropic export spacing in mm.
+        register: ``auto``, ``rigid``, ``affine`` or ``none`` (see :func:`slicer.register.register`).
+        match_histograms: map t0's histogram onto t1's inside the head before differencing.
+        seed: seed of the registration's random sampling.
+
+    Raises:
+        slicer.register.RegistrationError: registration failed (the caller decides what to skip).
+    """
+    head_original = head_mask(t1)
+    registration = None
+    if t0 is not None and t0_img is not None:
+        t0, registration = register_t0(t1, t1_img, t0, t0_img, register, seed=seed, mask=head_original)
+    geometry = _crop_geometry(t1_img, head_original, spacing)
+    head = geometry.to_export(head_original.astype(np.uint8), order=0) > 0
+    normalised = {"t1n": robust_rescale(geometry.to_export(t1, order=1), head)}
+    volumes = {"t1": to_uint8(normalised["t1n"])}
+    if t0 is not None:
+        t0n = robust_rescale(geometry.to_export(t0, order=1), head)
+        if match_histograms:
+            t0n = np.clip(match_to_reference(t0n, normalised["t1n"], head), 0.0, 1.0)
+        normalised["t0n"] = t0n
+        volumes["t0"] = to_uint8(t0n)
+        volumes["diff"] = difference_to_uint8(normalised["t1n"], t0n)
+    return PreparedCase(
+        geometry=geometry,
+        volumes=volumes,
+        normalised=normalised,
+        head=head,
+        mask=None if mask is None else geometry.to_export(mask.astype(np.uint8), order=0),
+        soft=None if soft is None else to_uint8(geometry.to_export(soft.astype(np.float32), order=0)),
+        registration=registration,
+    )
+
+
+def slice_channels(
+    prepared: PreparedCase,
+    orientation: str,
+    index: int,
+    recipe: Sequence[str] = SOURCES,
+    context: int = 1,
+) -> np.ndarray:
+    """The (C, H, W) uint8 image of one slice: per source, slices ``index - context .. index + context``.
+
+    Neighbours beyond the volume are clamped to its first or last slice.
+    """
+    missing = [source for source in recipe if source not in prepared.volumes]
+    if missing:
+        raise ValueError(f"recipe needs {missing} but the case only has {sorted(prepared.volumes)}")
+    last = prepared.geometry.shape[AXIS_OF[orientation]] - 1
+    neighbours = [min(max(index + offset, 0), last) for offset in range(-context, context + 1)]
+    return np.stack(
+        [slice_image(prepared.volumes[source], orientation, n) for source in recipe for n in neighbours]
+    )
+
+
+def iter_slices(
+    prepared: PreparedCase, orientation: str, recipe: Sequence[str] = SOURCES, context: int = 1
+) -> Iterator[tuple[int, np.ndarray]]:
+    """``(index, image)`` for every slice of ``orientation`` of the export grid."""
+    for index in range(prepared.geometry.shape[AXIS_OF[orientation]]):
+        yield index, slice_channels(prepared, orientation, index, recipe, context)
