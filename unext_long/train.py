@@ -46,7 +46,9 @@ class TrainOptions:
     """Everything a training run depends on (the CLI flags of ``unext-long train``).
 
     ``max_slices`` keeps a seeded random subset of each split (quick runs and tests);
-    ``time_limit`` (minutes) shortens the cosine schedule so the run ends within it.
+    ``time_limit`` (minutes) shortens the cosine schedule so the run ends within it. ``resume``
+    restores weights, optimiser, epoch and best Dice from ``last.pt`` and continues to ``epochs``
+    (the cosine schedule is a function of the epoch and ``epochs``, so it resumes exactly).
     """
 
     data: Path
@@ -226,7 +228,7 @@ def train(options: TrainOptions) -> TrainResult:
         last = torch.load(run_dir / "weights" / "last.pt", map_location=device, weights_only=True)
         model.load_state_dict(last["state_dict"])
         optimizer.load_state_dict(last["optimizer"])
-        start, epochs = int(last["epoch"]) + 1, int(last["epochs"])
+        start = int(last["epoch"]) + 1
         best_dice, best_epoch = float(last["best_dice"]), int(last["best_epoch"])
 
     augment = Augment(options.imgsz, info.channel_groups, options.seed)
