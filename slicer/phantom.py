@@ -311,10 +311,12 @@ def write_phantom(
     if not voxel > 0:
         raise InputError("--voxel", f"must be positive (got {voxel})")
     out = Path(out)
+    folders = [out / f"case{index:03d}" for index in range(cases)]
+    # Check what exists before the progress bar starts, so a clash is one clean error line.
+    finished = [None if overwrite else _finished_row(f, seed, voxel, misalign) for f in folders]
     rows = []
     for index in tqdm(range(cases), desc="phantom", unit="case"):
-        folder = out / f"case{index:03d}"
-        row = None if overwrite else _finished_row(folder, seed, voxel, misalign)
+        folder, row = folders[index], finished[index]
         if row is None:
             case = make_case(index, seed, voxel, misalign)
             with atomic_dir(folder) as tmp:
