@@ -12,7 +12,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from datetime import datetime
-from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
@@ -25,6 +24,7 @@ __all__ = ["MODELS", "STEMS", "DataInfo", "read_data", "model_config", "build_mo
 
 MODELS = ("yolov9t-seg-long", "yolov9c-seg-long", "yolov9e-seg-long")
 STEMS = ("grouped", "siamese")
+CONFIG_DIR = Path(__file__).parent / "cfg"  # package data (pyproject: yolo_long/cfg/*.yaml)
 Stem = Literal["grouped", "siamese"]
 
 
@@ -106,7 +106,7 @@ def model_config(model: str, stem: Stem, data: DataInfo, source: str = "--data")
         raise InputError("--model", f"unknown model {model!r} (choose from {', '.join(MODELS)})")
     if stem not in STEMS:
         raise InputError("--stem", f"unknown stem {stem!r} (choose from {', '.join(STEMS)})")
-    config = yaml.safe_load(resources.files("yolo_long").joinpath("cfg", f"{model}.yaml").read_text())
+    config = yaml.safe_load((CONFIG_DIR / f"{model}.yaml").read_text())
     order, groups = _channel_order(data)
     for section in ("backbone", "head"):
         for i, row in enumerate(config[section]):

@@ -1,0 +1,73 @@
+"""``yolo-long``: build an untrained two-timepoint YOLOv9-seg checkpoint, predict probability PNGs.
+
+Training itself is the plain ultralytics command line::
+
+    yolo-long init --model yolov9t-seg-long --stem siamese --data DATA.yaml --out model.pt
+    yolo segment train data=DATA.yaml model=model.pt epochs=100 imgsz=256 hsv_h=0 hsv_s=0 hsv_v=0
+    yolo-long predict --weights runs/segment/train/weights/best.pt --source OUT/images/val --out preds/yolo
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from slicer.errors import cli_entry
+from yolo_long.build import MODELS, STEMS  # light: torch and ultralytics load inside the commands
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="yolo-long",
+        description="Two-timepoint YOLOv9-seg for new MS lesions: init a checkpoint, predict probability PNGs.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    init = commands.add_parser("init", help="write an untrained checkpoint for a dataset's channels")
+    init.add_argument("--model", choices=MODELS, default="yolov9t-seg-long")
+    init.add_argument(
+        "--stem", choices=STEMS, default="siamese", help="two-timepoint stem (default: siamese)"
+    )
+    init.add_argument("--data", required=True, help="dataset YAML written by the slicer export")
+    init.add_argument("--out", required=True, help="checkpoint to write (.pt)")
+    init.add_argument("--imgsz", type=int, default=256, help="default image size stored in it (default: 256)")
+    init.add_argument("--seed", type=int, default=0)
+    init.add_argument("--overwrite", action="store_true")
+
+    predict = commands.add_parser("predict", help="one probability PNG per slice of a folder")
+    predict.add_argument("--weights", required=True, help="trained checkpoint (best.pt)")
+    predict.add_argument("--source", required=True, help="folder of exported .tif slices")
+    predict.add_argument("--out", required=True, help="folder for <stem>.png")
+    predict.add_argument("--imgsz", type=int, default=None, help="default: the checkpoint's training size")
+    predict.add_argument(
+        "--conf", type=float, default=0.05, help="instance confidence threshold (default: 0.05)"
+    )
+    predict.add_argument("--device", default=None, help="e.g. cpu, 0 (default: ultralytics' choice)")
+    predict.add_argument("--batch", type=int, default=8)
+    predict.add_argument("--overwrite", action="store_true")
+    return parser
+
+
+@cli_entry
+def main(argv: list[str] | None = None) -> None:
+    args = _parser().parse_args(argv)
+    if args.command == "init":
+        from yolo_long.build import init_checkpoint
+
+        init_checkpoint(args.model, args.stem, args.data, args.out, args.imgsz, args.seed, args.overwrite)
+    else:
+        from yolo_long.predict import predict_folder
+
+        predict_folder(
+            args.weights,
+            args.source,
+            args.out,
+            args.imgsz,
+            args.conf,
+            args.batch,
+            args.device,
+            args.overwrite,
+        )
+
+
+if __name__ == "__main__":
+    main()
