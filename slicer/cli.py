@@ -52,6 +52,80 @@ def _cases(args: argparse.Namespace) -> None:
     )
 
 
+def _export(args: argparse.Namespace) -> None:
+    from slicer.export import ExportOptions, export_dataset
+
+    summary = export_dataset(
+        ExportOptions(
+            dataset=args.dataset,
+            out=args.out,
+            root=args.root,
+            registry=args.registry,
+            name=args.name,
+            spacing=args.spacing,
+            orientations=tuple(args.orientations),
+            recipe=tuple(args.recipe),
+            context=args.context,
+            register=args.register,
+            match_histograms=args.match_histograms,
+            label=args.label,
+            val_fraction=args.val_fraction,
+            seed=args.seed,
+            drop_empty_fraction=args.drop_empty_fraction,
+            simulate_evolution=args.simulate_evolution,
+            workers=args.workers,
+            overwrite=args.overwrite,
+        )
+    )
+    print(summary.line())
+
+
+def _add_export_parser(commands: argparse._SubParsersAction) -> None:
+    export = commands.add_parser("export", help="write the triplanar 2.5D dataset (TIFF, YOLO labels, masks)")
+    _add_dataset_arguments(export)
+    export.add_argument("--out", type=Path, required=True, help="output folder of the 2D dataset")
+    export.add_argument("--name", help="dataset YAML name (default <dataset>_long)")
+    export.add_argument(
+        "--spacing", type=float, default=1.0, help="isotropic export spacing in mm (default 1.0)"
+    )
+    export.add_argument(
+        "--orientations", nargs="+", default=["axial", "coronal", "sagittal"], help="slice orientations"
+    )
+    export.add_argument(
+        "--recipe",
+        nargs="+",
+        default=["t1", "t0", "diff"],
+        help="channel sources, t1 first (default t1 t0 diff)",
+    )
+    export.add_argument("--context", type=int, default=1, help="neighbouring slices on each side (default 1)")
+    export.add_argument(
+        "--register",
+        default="auto",
+        choices=["auto", "rigid", "affine", "none"],
+        help="t0 to t1 (default auto)",
+    )
+    export.add_argument(
+        "--match-histograms", action="store_true", help="map t0's histogram onto t1's in the head"
+    )
+    export.add_argument("--label", default="consensus", help="consensus, rater:N or soft (default consensus)")
+    export.add_argument(
+        "--val-fraction", type=float, default=0.2, help="share of validation cases (default 0.2)"
+    )
+    export.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    export.add_argument(
+        "--drop-empty-fraction",
+        type=float,
+        default=0.0,
+        help="share of lesion-free training slices left out (default 0)",
+    )
+    export.add_argument(
+        "--simulate-evolution", action="store_true", help="pseudo t0 for single-time-point data (MSSEG-1)"
+    )
+    export.add_argument("--workers", type=int, default=1, help="cases exported in parallel (default 1)")
+    export.add_argument("--overwrite", action="store_true", help="re-export finished cases")
+    export.set_defaults(run=_export)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="slicer", description=__doc__.splitlines()[0] if __doc__ else None)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -70,6 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
     cases = commands.add_parser("cases", help="list a dataset's cases: scanner, split, new lesions, voxels")
     _add_dataset_arguments(cases)
     cases.set_defaults(run=_cases)
+    _add_export_parser(commands)
     return parser
 
 

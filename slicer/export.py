@@ -305,13 +305,14 @@ def _check_cases(cases: list[Case], options: ExportOptions) -> None:
 def _run(
     todo: list[tuple[Case, str]], options: ExportOptions
 ) -> list[tuple[str, pd.DataFrame | None, str | None]]:
-    progress = tqdm(total=len(todo), desc=f"exporting {options.dataset}", unit="case")
     results = []
-    if options.workers == 1:
-        for case, split in todo:
-            results.append(export_case(case, split, options))
-            progress.update()
-    else:
+    # leave=False: on bad input the one-line error is all that stays on the terminal.
+    with tqdm(total=len(todo), desc=f"exporting {options.dataset}", unit="case", leave=False) as progress:
+        if options.workers == 1:
+            for case, split in todo:
+                results.append(export_case(case, split, options))
+                progress.update()
+            return results
         context = multiprocessing.get_context("spawn")  # fork is unsafe with SimpleITK/OpenMP threads
         with ProcessPoolExecutor(options.workers, mp_context=context) as pool:
             futures = [pool.submit(export_case, case, split, options) for case, split in todo]
@@ -323,7 +324,6 @@ def _run(
                 for pending in futures:
                     pending.cancel()
                 raise
-    progress.close()
     return results
 
 
