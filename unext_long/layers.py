@@ -103,17 +103,25 @@ class DWConv(nn.Module):
 def shift_tokens(x: torch.Tensor, size: tuple[int, int], shift_size: int, dim: int) -> torch.Tensor:
     """Shift channel groups of a token map by -s..+s pixels along ``dim`` (2: height, 3: width).
 
-    The channels are split into ``shift_size`` groups; group ``i`` rolls by ``i - shift_size // 2``
-    inside a zero border, so what leaves the image is dropped rather than wrapped around.
+    The channels are split as ``torch.chunk`` splits them into ``shift_size`` groups; group ``i``
+    moves by ``i - shift_size // 2`` pixels and zeros come in, which is what the reference's
+    pad-roll-crop computes, without its copies.
     """
-    pad = shift_size // 2
-    fmap = F.pad(tokens_to_map(x, size), (pad, pad, pad, pad))
-    # torch.chunk may return fewer groups when the width is small; those keep the smaller shifts.
-    chunks = torch.chunk(fmap, shift_size, dim=1)
-    shifts = range(-pad, pad + 1)
-    shifted = torch.cat([torch.roll(c, s, dims=dim) for c, s in zip(chunks, shifts, strict=False)], dim=1)
-    height, width = size
-    return map_to_tokens(shifted[:, :, pad : pad + height, pad : pad + width])
+    fmap = tokens_to_map(x, size)
+    out = torch.zeros_like(fmap)
+    channels, length, pad = fmap.shape[1], fmap.shape[dim], shift_size // 2
+    step = -(-channels // shift_size)  # chunk width of torch.chunk
+    for i, shift in enumerate(range(-pad, pad + 1)):
+        group = slice(i * step, min((i + 1) * step, channels))
+        if group.start >= channels or abs(shift) >= length:
+            continue
+        src = slice(max(-shift, 0), length - max(shift, 0))
+        dst = slice(max(shift, 0), length - max(-shift, 0))
+        if dim == 2:
+            out[:, group, dst] = fmap[:, group, src]
+        else:
+            out[:, group, :, dst] = fmap[:, group, :, src]
+    return map_to_tokens(out)
 
 
 class ShiftedMLP(nn.Module):
