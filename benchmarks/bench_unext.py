@@ -27,7 +27,9 @@ GROUPS = {"t1": [0, 1, 2], "t0": [3, 4, 5], "diff": [6, 7, 8]}
 VARIANTS = (("unext", "early"), ("unext", "siamese"), ("unext-s", "early"))
 
 
-def throughput(size: str, stem: str, device: torch.device, steps: int, batch: int = 8, side: int = 256) -> tuple:
+def throughput(
+    size: str, stem: str, device: torch.device, steps: int, batch: int = 8, side: int = 256
+) -> tuple:
     """(training slices/s, prediction slices/s) on random 9-channel slices."""
     model = create_model(size, in_channels=9, stem=stem, channel_groups=GROUPS).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
@@ -67,7 +69,9 @@ def phantom_dice(args: argparse.Namespace, work: Path) -> tuple[float, int, floa
 
     write_phantom(work / "phantom", cases=args.cases, voxel=args.voxel, seed=0)
     export_dataset(
-        ExportOptions(dataset="phantom", root=work / "phantom", out=work / "export", spacing=args.voxel, seed=0)
+        ExportOptions(
+            dataset="phantom", root=work / "phantom", out=work / "export", spacing=args.voxel, seed=0
+        )
     )
     data = work / "export" / "phantom_long.yaml"
     options = TrainOptions(
@@ -75,7 +79,12 @@ def phantom_dice(args: argparse.Namespace, work: Path) -> tuple[float, int, floa
         time_limit=args.minutes, project=work / "runs", workers=args.workers, seed=0,
     )  # fmt: skip
     result = train(options)
-    return result.best_dice, result.epochs, result.seconds, len(list_images(work / "export" / "images" / "train"))
+    return (
+        result.best_dice,
+        result.epochs,
+        result.seconds,
+        len(list_images(work / "export" / "images" / "train")),
+    )
 
 
 def main() -> None:
@@ -97,18 +106,24 @@ def main() -> None:
 
     if not args.skip_throughput:
         devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
-        print(f"| model | stem | device | train slices/s | predict slices/s |  (256x256, batch 8, {args.threads} threads)")
+        print(
+            f"| model | stem | device | train slices/s | predict slices/s |  (256x256, batch 8, {args.threads} threads)"
+        )
         print("| --- | --- | --- | ---: | ---: |")
         for device in devices:
             steps = args.steps if device.type == "cpu" else 20 * args.steps
             for size, stem in VARIANTS:
                 train_rate, predict_rate = throughput(size, stem, device, steps)
-                print(f"| {size} | {stem} | {device.type} | {train_rate:.1f} | {predict_rate:.1f} |", flush=True)
+                print(
+                    f"| {size} | {stem} | {device.type} | {train_rate:.1f} | {predict_rate:.1f} |", flush=True
+                )
 
     if not args.skip_phantom:
         with tempfile.TemporaryDirectory(prefix="bench_unext_") as work:
             dice, epochs, seconds, slices = phantom_dice(args, Path(work))
-        print(f"| model | stem | phantom | train slices | budget | epochs | seconds | best val Dice (slice-level) |")
+        print(
+            "| model | stem | phantom | train slices | budget | epochs | seconds | best val Dice (slice-level) |"
+        )
         print("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |")
         print(
             f"| {args.size} | {args.stem} | {args.cases} cases, {args.voxel:g} mm | {slices} | {args.minutes:g} min "
