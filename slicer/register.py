@@ -104,7 +104,9 @@ def looks_aligned(t1: np.ndarray, t0: np.ndarray, mask: np.ndarray, voxel_mm: fl
     On edge maps on a grid of about 2 mm (robust to contrast changes between scanners), the
     product of the two summed in each octant of the head must be larger without shift
     than with t0 shifted by one test voxel along any axis: a translation moves the peak
-    everywhere, a rotation moves it in opposite directions in opposite octants.
+    everywhere, a rotation moves it in opposite directions in opposite octants. Masking
+    both maps favours no shift at the head's edge, so unrelated images can pass: callers
+    also require :func:`edge_correlation` of at least ``MIN_CORRELATION``.
     """
     step = _step(voxel_mm)
     inside = mask[step]
@@ -202,13 +204,18 @@ def register(
     same_grid = _same_grid(t0_img, t1_img)
     mask = head_mask(t1) if mask is None else mask
     voxel_mm = float(spacing_of(t1_img.affine).min())
-    if method == "none" or (method == "auto" and same_grid and looks_aligned(t1, t0, mask, voxel_mm)):
-        if not same_grid:
+    before = edge_correlation(t1, t0, mask, voxel_mm) if same_grid else None
+    skip = method == "none" or (
+        method == "auto"
+        and before is not None
+        and before >= MIN_CORRELATION
+        and looks_aligned(t1, t0, mask, voxel_mm)
+    )
+    if skip:
+        if before is None:
             raise RegistrationError("t0 is on another grid than t1; --register none cannot use it")
         reason = "asked for none" if method == "none" else "auto: same grid, already aligned"
-        info = Registration(
-            "none", reason, np.eye(4), correlation=round(edge_correlation(t1, t0, mask, voxel_mm), 4)
-        )
+        info = Registration("none", reason, np.eye(4), correlation=round(before, 4))
         return t0.astype(np.float32, copy=False), info
     chosen = "rigid" if method == "auto" else method
     fixed, moving = _to_sitk(t1, t1_img.affine), _to_sitk(t0, t0_img.affine)
