@@ -9,6 +9,7 @@ reads them; ``config`` is a JSON string describing the model (see :func:`save_ch
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import math
 import random
@@ -243,7 +244,9 @@ def train(options: TrainOptions) -> TrainResult:
     results = run_dir / "results.csv"
     rows = _read_results(results, start)
     began = time.monotonic()
-    for epoch in range(start, epochs):
+    for epoch in itertools.count(start):
+        if epoch >= epochs:  # epochs may shrink under a time limit
+            break
         tick = time.monotonic()
         lr = cosine_lr(options.lr, epoch, epochs)
         for group in optimizer.param_groups:
