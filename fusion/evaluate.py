@@ -17,6 +17,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
@@ -52,32 +53,53 @@ def _references(case: Case) -> dict[str, Path]:
     return named
 
 
+def _load_binary(path: Path) -> tuple[np.ndarray, object]:
+    """A binary mask as bool, fast path; :func:`slicer.io.load_mask` explains any bad value."""
+    img = load_nifti(path)
+    data = np.asanyarray(img.dataobj)
+    if not ((data == 0) | (data == 1)).all():
+        load_mask(path)  # raises the one-line error naming the values
+    return data > 0, img
+
+
+def _crop_to_union(masks: list[np.ndarray]) -> tuple[slice, ...]:
+    """Bounding box (plus one voxel) of every mask's foreground: components and sizes unchanged."""
+    union = np.logical_or.reduce(masks)
+    if not union.any():
+        return tuple(slice(0, 1) for _ in union.shape)
+    spans = [np.flatnonzero(union.any(axis=tuple(a for a in range(3) if a != axis))) for axis in range(3)]
+    return tuple(slice(max(0, s[0] - 1), s[-1] + 2) for s in spans)
+
+
 def evaluate_case(case: Case, pred_path: Path, figure_dir: Path | None = None) -> list[dict]:
     """Rows of scores for one case: prediction vs each reference, each rater vs the consensus."""
-    prediction_mask, img = load_mask(pred_path)
+    prediction_mask, img = _load_binary(pred_path)
     check_same_grid(img, load_nifti(case.t1), pred_path, case.t1)
     spacing = spacing_of(img.affine)
-    prediction = Lesions.of(prediction_mask, spacing)
-    references = {name: Lesions.of(load_mask(path)[0], spacing) for name, path in _references(case).items()}
+    masks = {
+        PREDICTION: prediction_mask,
+        **{name: _load_binary(p)[0] for name, p in _references(case).items()},
+    }
+    box = _crop_to_union(list(masks.values()))  # labelling a sparse crop, not the whole head
+    lesions = {name: Lesions.of(mask[box], spacing) for name, mask in masks.items()}
     common = {"case": case.id, "scanner": case.scanner, "split": case.split or "-"}
-    pairs = [(PREDICTION, name) for name in references]
-    if CONSENSUS in references:
-        pairs += [(name, CONSENSUS) for name in references if name != CONSENSUS]
+    pairs = [(PREDICTION, name) for name in masks if name != PREDICTION]
+    if CONSENSUS in masks:
+        pairs += [(name, CONSENSUS) for name in masks if name not in (PREDICTION, CONSENSUS)]
     rows = []
     for segmentation, reference in pairs:
-        found = prediction if segmentation == PREDICTION else references[segmentation]
-        scores = score_lesions(references[reference], found, spacing)
+        scores = score_lesions(lesions[reference], lesions[segmentation], spacing)
         rows.append({**common, "segmentation": segmentation, "reference": reference, **scores})
     if figure_dir is not None:
         from fusion.report import case_figure
 
         t0 = load_volume(case.t0)[0] if case.t0 is not None else None
-        gt = references.get(CONSENSUS, prediction).mask
+        gt = masks.get(CONSENSUS, prediction_mask)
         case_figure(
             load_volume(case.t1)[0],
             t0,
             gt,
-            prediction.mask,
+            prediction_mask,
             img.affine,
             figure_dir / f"{case.id}.png",
             case.id,
@@ -165,7 +187,8 @@ def _write_table(table: pd.DataFrame, path: Path) -> None:
 def _markdown(table: pd.DataFrame) -> str:
     """A pandas table as a GitHub markdown table (no extra dependency)."""
     cells = [
-        [f"{v:.3f}" if isinstance(v, float) else str(v) for v in row] for row in table.itertuples(index=False)
+        [("n/a" if np.isnan(v) else f"{v:.3f}") if isinstance(v, float) else str(v) for v in row]
+        for row in table.itertuples(index=False)
     ]
     lines = ["| " + " | ".join(map(str, table.columns)) + " |", "|" + " --- |" * len(table.columns)]
     return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in cells])
@@ -185,7 +208,12 @@ def _aggregate(rows: pd.DataFrame, by: list[str]) -> pd.DataFrame:
             fp_mm3_on_empty=("fp_volume_mm3", "mean"),
         )
     )
-    return pd.concat([counts, scores, empties], axis=1).fillna({"empty_cases": 0}).reset_index()
+    return (
+        pd.concat([counts, scores, empties], axis=1)
+        .fillna({"empty_cases": 0})
+        .astype({"empty_cases": int})
+        .reset_index()
+    )
 
 
 def summarise(table: pd.DataFrame, dataset: str = "") -> str:
