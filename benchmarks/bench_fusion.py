@@ -104,7 +104,7 @@ def bench_evaluate(tmp: Path, n_cases: int, workers: int) -> list[tuple[str, flo
     registry = tmp / "datasets.yaml"
     registry.write_text(LAYOUT.format(root=root))
     rows = []
-    for figures in (False, True):
+    for figures in (False, True):  # figures: t0/t1 loaded and drawn per case
         options = EvaluateOptions(
             pred=tmp / "pred",
             dataset="bench",
