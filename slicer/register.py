@@ -38,6 +38,11 @@ MIN_CORRELATION = 0.5
 _FLIP = np.diag([-1.0, -1.0, 1.0, 1.0])
 
 
+# Fraction of the fixed voxels of each level sampled by the metric: about 20 000 points at
+# the 2 mm level, as accurate as 10 % (benchmarks/bench_export.py) at a fifth of the cost.
+SAMPLING_FRACTION = 0.02
+
+
 class RegistrationError(Exception):
     """Registration did not converge; the case is left out of the export and listed."""
 
@@ -159,7 +164,12 @@ def _run_registration(
     method_ = sitk.ImageRegistrationMethod()
     method_.SetMetricAsMattesMutualInformation(numberOfHistogramBins=32)
     method_.SetMetricSamplingStrategy(method_.RANDOM)
-    method_.SetMetricSamplingPercentage(0.1, seed)
+    # SimpleITK reads seed 0 as "seed from the wall clock": shift by one to stay deterministic.
+    method_.SetMetricSamplingPercentage(SAMPLING_FRACTION, seed + 1)
+    # Gradients at the sampled points only: the gradient filters compute them over the whole
+    # full-resolution image at every level, most of the time at 1 mm for nothing.
+    method_.SetMetricUseFixedImageGradientFilter(False)
+    method_.SetMetricUseMovingImageGradientFilter(False)
     method_.SetInterpolator(sitk.sitkLinear)
     method_.SetOptimizerAsRegularStepGradientDescent(
         learningRate=1.0, minStep=1e-3, numberOfIterations=100, relaxationFactor=0.6

@@ -36,6 +36,10 @@ def test_misaligned_phantom_registered_within_1_mm(misaligned_phantom_root: Path
         assert info.method == "rigid" and moved.shape == t1.shape
         assert _mean_displacement(np.eye(4), truth, head, t1_img.affine) > 2.0  # really misaligned
         assert _mean_displacement(info.t1_to_t0_world, truth, head, t1_img.affine) < 1.0, folder.name
+    # Same seed, same transform (SimpleITK seeds 0 from the wall clock: ~0.1 mm apart), up to
+    # the threads' summation order (1e-9).
+    again = register(t1, t1_img, t0, t0_img, "auto")[1]
+    np.testing.assert_allclose(again.t1_to_t0_world, info.t1_to_t0_world, atol=1e-6)
 
 
 def test_aligned_pair_is_left_alone(phantom_root: Path) -> None:
