@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 import torch
 
+from slicer.predictions import encode_probability
 from unext_long.cli import main
 from unext_long.data import SliceDataset, list_images, mask_path, pad_collate, read_export_yaml, read_image
-from unext_long.predict import load_model, predict_folder, predict_images, probability_png
+from unext_long.predict import load_model, predict_folder, predict_images
 from unext_long.train import TrainOptions, train
 
 # A handful of slices, small crops and the small model: seconds on two cores.
@@ -92,7 +93,7 @@ def test_predict_writes_one_png_per_slice_of_the_same_size(trained_run: Path, ph
     probs = predict_images(model, [read_image(p) for p in images], batch=3)
     for path, prob in zip(images, probs, strict=True):
         assert np.array_equal(
-            probability_png(prob), cv2.imread(str(out / f"{path.stem}.png"), cv2.IMREAD_UNCHANGED)
+            encode_probability(prob), cv2.imread(str(out / f"{path.stem}.png"), cv2.IMREAD_UNCHANGED)
         )
     assert predict_folder(weights, folder, out, device="cpu").skipped == len(images)
     assert predict_folder(weights, folder, out, device="cpu", overwrite=True).written == len(images)

@@ -11,21 +11,19 @@ import json
 import pickle
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from itertools import islice
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 from tqdm import tqdm
 
 from slicer.errors import InputError
-from slicer.io import atomic_path
-from unext_long.data import image_to_tensor, list_images, pad_stack, read_image
+from slicer.predictions import same_size_batches, write_probability_png
+from unext_long.data import image_to_tensor, list_images, read_image
 from unext_long.model import UNeXt, create_model
 from unext_long.train import select_device
 
-__all__ = ["PredictResult", "load_model", "predict_images", "probability_png", "predict_folder"]
+__all__ = ["PredictResult", "load_model", "predict_images", "predict_folder"]
 
 
 @dataclass
@@ -69,23 +67,17 @@ def predict_images(
 ) -> Iterator[np.ndarray]:
     """Lesion probability ``(H, W)`` float32 for each uint8 ``(C, H, W)`` image, in order.
 
-    Slices of different sizes share a batch: they are padded to a common size and cropped back.
+    Consecutive slices of one size share a batch (:func:`slicer.predictions.same_size_batches`),
+    so a slice's prediction does not depend on its neighbours; the model pads each batch to a
+    multiple of 32 and crops back.
     """
     device = device or next(model.parameters()).device
     model.eval()
-    stream = iter(images)
-    while chunk := list(islice(stream, batch)):
-        tensors = [image_to_tensor(image) for image in chunk]
-        inputs = pad_stack(tensors, mode="replicate").to(device)
+    for chunk in same_size_batches(images, batch):
+        inputs = torch.stack([image_to_tensor(image) for image in chunk]).to(device)
         with torch.autocast(device.type, dtype=torch.float16, enabled=device.type == "cuda"):
             probs = torch.sigmoid(model(inputs)[:, 0].float()).cpu().numpy()
-        for prob, tensor in zip(probs, tensors, strict=True):
-            yield prob[: tensor.shape[1], : tensor.shape[2]]
-
-
-def probability_png(prob: np.ndarray) -> np.ndarray:
-    """float probability in [0, 1] -> uint8 ``round(probability * 255)``."""
-    return np.round(np.clip(prob, 0.0, 1.0) * 255).astype(np.uint8)
+        yield from probs
 
 
 def predict_folder(
@@ -105,9 +97,7 @@ def predict_folder(
     stream = (read_image(p, config["in_channels"]) for p in todo)
     bar = tqdm(zip(todo, predict_images(model, stream, batch), strict=True), total=len(todo), desc="predict")
     for path, prob in bar:
-        with atomic_path(out / f"{path.stem}.png") as tmp:
-            if not cv2.imwrite(str(tmp), probability_png(prob)):
-                raise InputError(tmp, "could not be written")
+        write_probability_png(out / f"{path.stem}.png", prob)
     result = PredictResult(out, len(todo), len(images) - len(todo))
     print(f"wrote {result.written} probability PNGs to {out} ({result.skipped} already there)")
     return result

@@ -16,15 +16,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from itertools import islice
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
 from slicer.errors import InputError
-from slicer.io import atomic_path
+from slicer.predictions import same_size_batches, write_probability_png
 
 __all__ = [
     "DEFAULT_CONF",
@@ -68,12 +66,6 @@ def probability_map(result: Any) -> np.ndarray:
     return (masks * conf).amax(0).cpu().numpy().astype(np.float32)
 
 
-def _batches(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
-    iterator = iter(items)
-    while chunk := list(islice(iterator, size)):
-        yield chunk
-
-
 def predict_images(
     model: Any,
     images: Iterable[np.ndarray],
@@ -97,7 +89,7 @@ def predict_images(
         options["imgsz"] = imgsz
     if device:
         options["device"] = device
-    for chunk in _batches(images, batch):
+    for chunk in same_size_batches(images, batch):
         arrays = [np.ascontiguousarray(np.moveaxis(image, 0, -1)) for image in chunk]  # ultralytics wants HWC
         for result in model.predict(arrays, **options):
             yield probability_map(result)
@@ -156,8 +148,7 @@ def predict_folder(
     probs = predict_images(model, images, imgsz, conf, batch, device) if todo else iter(())
     out.mkdir(parents=True, exist_ok=True)
     for path, prob in tqdm(zip(todo, probs, strict=True), total=len(todo), desc="predict", unit="slice"):
-        with atomic_path(out / f"{path.stem}.png") as tmp:
-            cv2.imwrite(str(tmp), np.round(prob * 255).astype(np.uint8))
+        write_probability_png(out / f"{path.stem}.png", prob)
     summary = PredictSummary(written=len(todo), skipped=len(slices) - len(todo), out=out)
     print(summary)
     return summary

@@ -1,0 +1,72 @@
+"""The prediction contract between the networks and fusion: one probability PNG per slice.
+
+``PRED_DIR/<stem>.png`` is uint8 ``round(probability * 255)``, with the stem and the size of
+the exported slice. Both networks write it with :func:`write_probability_png`, fusion reads
+it back with :func:`decode_probability`, and the one-patient command, which never writes
+slices, rounds its in-memory probabilities with :func:`quantise_probability` so that it
+takes exactly the decisions ``reassemble`` takes on the files.
+
+>>> decode_probability(encode_probability(np.array([0.0, 0.5, 1.0])))
+array([0.       , 0.5019608, 1.       ], dtype=float32)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from slicer.errors import InputError
+from slicer.io import atomic_path
+
+__all__ = [
+    "encode_probability",
+    "decode_probability",
+    "quantise_probability",
+    "write_probability_png",
+    "same_size_batches",
+]
+
+SCALE = 255.0
+
+
+def encode_probability(prob: np.ndarray) -> np.ndarray:
+    """Probability in [0, 1] -> uint8 ``round(probability * 255)``."""
+    return np.rint(np.clip(prob, 0.0, 1.0) * SCALE).astype(np.uint8)
+
+
+def decode_probability(encoded: np.ndarray) -> np.ndarray:
+    """uint8 PNG values -> float32 probability."""
+    return encoded.astype(np.float32) / np.float32(SCALE)
+
+
+def quantise_probability(prob: np.ndarray) -> np.ndarray:
+    """The probability a PNG round trip would give back."""
+    return decode_probability(encode_probability(prob))
+
+
+def write_probability_png(path: str | Path, prob: np.ndarray) -> Path:
+    """Write one prediction PNG atomically."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        if not cv2.imwrite(str(tmp), encode_probability(prob)):
+            raise InputError(path, "could not be written")
+    return path
+
+
+def same_size_batches(images: Iterable[np.ndarray], batch: int) -> Iterator[list[np.ndarray]]:
+    """Group consecutive ``(C, H, W)`` images into batches of at most ``batch`` that share H, W.
+
+    Networks pad a batch to a common size; batching only equal sizes keeps every slice's
+    prediction independent of its neighbours in the stream (files or memory alike).
+    """
+    chunk: list[np.ndarray] = []
+    for image in images:
+        if chunk and (len(chunk) == batch or image.shape[-2:] != chunk[0].shape[-2:]):
+            yield chunk
+            chunk = []
+        chunk.append(image)
+    if chunk:
+        yield chunk
