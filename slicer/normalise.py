@@ -1,9 +1,10 @@
-"""Intensity normalisation inside the head: head mask, robust rescaling, histogram matching.
+"""Intensity normalisation inside the head: head mask, robust rescaling, intensity matching.
 
 FLAIR intensities have no absolute scale, so each scan is rescaled from its own robust
 range inside the head (1st to 99th percentile) to [0, 1]. Optional histogram matching maps
-the baseline's histogram onto the follow-up's, so that their difference shows change
-rather than scanner or protocol drift.
+the baseline's histogram onto the follow-up's, and local matching then removes the slowly
+varying ratio between the two (different bias fields, coil loading), so that their
+difference shows focal change rather than scanner or protocol drift.
 
 >>> import numpy as np
 >>> volume = np.zeros((20, 20, 20), np.float32); volume[4:16, 4:16, 4:16] = 100.0
@@ -23,7 +24,7 @@ from scipy import ndimage
 from skimage.exposure import match_histograms
 from skimage.filters import threshold_otsu
 
-__all__ = ["head_mask", "head_bounding_box", "robust_rescale", "match_to_reference"]
+__all__ = ["head_mask", "head_bounding_box", "robust_rescale", "match_to_reference", "match_local_intensity"]
 
 # Percentiles of head voxels mapped to 0 and 1: robust to a few hot or dark voxels.
 LOW_PERCENTILE = 1.0
@@ -73,3 +74,24 @@ def match_to_reference(volume: np.ndarray, reference: np.ndarray, mask: np.ndarr
     if mask.any():
         matched[mask] = match_histograms(volume[mask], reference[mask])
     return matched
+
+
+def _masked_smooth(volume: np.ndarray, mask: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian mean of ``volume`` over ``mask`` only (normalised convolution)."""
+    weight = mask.astype(np.float32)
+    total = ndimage.gaussian_filter(volume * weight, sigma, truncate=3.0)
+    return total / np.maximum(ndimage.gaussian_filter(weight, sigma, truncate=3.0), 1e-3)
+
+
+def match_local_intensity(
+    volume: np.ndarray, reference: np.ndarray, mask: np.ndarray, sigma_voxels: float
+) -> np.ndarray:
+    """``volume`` times the smooth ratio ``G(reference) / G(volume)`` inside ``mask``, clipped to [0, 1].
+
+    A multiplicative field smoother than ``sigma_voxels`` (bias fields differ between
+    sessions and scanners) is removed, while a lesion, much smaller than the kernel, is not.
+    """
+    ratio = _masked_smooth(reference, mask, sigma_voxels) / np.maximum(
+        _masked_smooth(volume, mask, sigma_voxels), 1e-3
+    )
+    return np.where(mask, np.clip(volume * ratio, 0.0, 1.0), volume).astype(np.float32)

@@ -18,7 +18,13 @@ import nibabel as nib
 import numpy as np
 
 from slicer.geometry import AXIS_OF, CaseGeometry, slice_image
-from slicer.normalise import head_bounding_box, head_mask, match_to_reference, robust_rescale
+from slicer.normalise import (
+    head_bounding_box,
+    head_mask,
+    match_local_intensity,
+    match_to_reference,
+    robust_rescale,
+)
 from slicer.register import Registration
 from slicer.register import register as register_t0
 
@@ -37,6 +43,9 @@ __all__ = [
 SOURCES = ("t1", "t0", "diff")
 # Head bounding box margin, in mm, so that slices never cut the skull edge.
 CROP_MARGIN_MM = 4.0
+# Scale of the t0/t1 intensity ratio that local matching removes: far larger than a lesion
+# (1 cm³ is a 12 mm sphere), about the scale on which bias fields vary.
+LOCAL_MATCHING_MM = 10.0
 
 
 @dataclass
@@ -107,6 +116,10 @@ def prepare_case(
 ) -> PreparedCase:
     """Register t0 onto t1, resample to ``spacing`` mm, crop to the head and normalise.
 
+    Both scans are rescaled from their robust head range to [0, 1]; t0 is then matched to
+    t1 (histogram, when asked, and always the smooth local intensity ratio: see
+    :func:`slicer.normalise.match_local_intensity`), so that ``diff`` shows focal change.
+
     Args:
         t1, t1_img: follow-up voxels and image; its grid is the reference.
         t0, t0_img: baseline (None for one time point: only ``t1`` is prepared).
@@ -132,6 +145,7 @@ def prepare_case(
         t0n = robust_rescale(geometry.to_export(t0, order=1), head)
         if match_histograms:
             t0n = np.clip(match_to_reference(t0n, normalised["t1n"], head), 0.0, 1.0)
+        t0n = match_local_intensity(t0n, normalised["t1n"], head, LOCAL_MATCHING_MM / spacing)
         normalised["t0n"] = t0n
         volumes["t0"] = to_uint8(t0n)
         volumes["diff"] = difference_to_uint8(normalised["t1n"], t0n)
