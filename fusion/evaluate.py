@@ -54,11 +54,8 @@ def _references(case: Case) -> dict[str, Path]:
 
 
 def _load_binary(path: Path) -> tuple[np.ndarray, object]:
-    """A binary mask as bool, fast path; :func:`slicer.io.load_mask` explains any bad value."""
-    img = load_nifti(path)
-    data = np.asanyarray(img.dataobj)
-    if not ((data == 0) | (data == 1)).all():
-        load_mask(path)  # raises the one-line error naming the values
+    """A binary mask as bool (:func:`slicer.io.load_mask` names any bad value)."""
+    data, img = load_mask(path)
     return data > 0, img
 
 
