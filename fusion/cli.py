@@ -12,6 +12,7 @@ from pathlib import Path
 
 from fusion.voting import VOTE_MODES
 from slicer.errors import cli_entry
+from slicer.geometry import ORIENTATIONS
 from slicer.lesions import MIN_LESION_MM3
 
 __all__ = ["reassemble_main", "evaluate_main", "reassemble_parser", "evaluate_parser"]
@@ -44,6 +45,13 @@ def reassemble_parser() -> argparse.ArgumentParser:
     parser.add_argument("--save-prob", action="store_true", help="also write <case>_prob.nii.gz (float32)")
     parser.add_argument("--cases", nargs="+", default=(), help="only these case ids")
     parser.add_argument("--split", choices=("train", "val", "test"), help="only the cases of this split")
+    parser.add_argument(
+        "--orientations",
+        nargs="+",
+        choices=ORIENTATIONS,
+        default=list(ORIENTATIONS),
+        help="planes whose slices become views (default: all three); e.g. axial for a one-plane model",
+    )
     parser.add_argument("--overwrite", action="store_true", help="rewrite cases already written")
     return parser
 
@@ -90,10 +98,11 @@ def reassemble_main(argv: Sequence[str] | None = None) -> None:
         save_prob=args.save_prob,
         cases=args.cases,
         split=args.split,
+        orientations=tuple(args.orientations),
         overwrite=args.overwrite,
     )
     written = reassemble(options)
-    views = f"{len(args.preds)} folder(s) x planes"
+    views = f"{len(args.preds)} folder(s) x {len(args.orientations)} plane(s)"
     print(f"reassemble: wrote {len(written)} case(s) ({args.vote} vote over {views}) to {args.out}")
 
 

@@ -28,6 +28,7 @@ from slicer.errors import InputError
 from slicer.geometry import AXIS_OF, ORIENTATIONS, CaseGeometry, slice_image, volume_from_images
 from slicer.io import save_nifti
 from slicer.lesions import MIN_LESION_MM3
+from slicer.predictions import decode_probability
 
 __all__ = [
     "MANIFEST_COLUMNS",
@@ -57,6 +58,7 @@ class ReassembleOptions:
     save_prob: bool = False
     cases: Sequence[str] = field(default_factory=tuple)
     split: str | None = None
+    orientations: Sequence[str] = ORIENTATIONS
     overwrite: bool = False
 
 
@@ -138,7 +140,7 @@ def read_views(
         stacked = volume_from_images(
             dict(zip(indices.tolist(), picked, strict=True)), orientation, geometry.shape, np.uint8
         )
-        views.append(stacked.astype(np.float32) / 255.0)
+        views.append(decode_probability(stacked))
     return views
 
 
@@ -172,6 +174,11 @@ def _t1_header(geometry: CaseGeometry) -> nib.Nifti1Header | None:
 
 
 def _select(manifest: pd.DataFrame, options: ReassembleOptions, source: Path) -> list[str]:
+    unknown = sorted(set(options.orientations) - set(ORIENTATIONS))
+    if unknown or not options.orientations:
+        raise InputError(
+            "--orientations", f"choose among {', '.join(ORIENTATIONS)} (got {', '.join(unknown)})"
+        )
     rows = manifest if options.split is None else manifest[manifest["split"] == options.split]
     cases = list(dict.fromkeys(rows["case"]))
     if options.cases:
@@ -189,6 +196,8 @@ def reassemble(options: ReassembleOptions) -> list[Path]:
     slices, out = Path(options.slices), Path(options.out)
     manifest = read_manifest(slices)
     cases = _select(manifest, options, slices / "manifest.csv")
+    # Only the chosen planes become views (e.g. a single-plane model: --orientations axial).
+    manifest = manifest[manifest["orientation"].isin(options.orientations)]
     pred_dirs = [Path(p) for p in options.preds]
     listings = []
     for pred_dir in pred_dirs:
