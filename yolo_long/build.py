@@ -20,12 +20,37 @@ import yaml
 from slicer.errors import InputError
 from slicer.io import atomic_path
 
-__all__ = ["MODELS", "STEMS", "DataInfo", "read_data", "model_config", "build_model", "init_checkpoint"]
+__all__ = [
+    "MODELS",
+    "STEMS",
+    "RECOMMENDED_TRAIN_ARGS",
+    "DataInfo",
+    "read_data",
+    "model_config",
+    "build_model",
+    "init_checkpoint",
+]
 
 MODELS = ("yolov9t-seg-long", "yolov9c-seg-long", "yolov9e-seg-long")
 STEMS = ("grouped", "siamese")
 CONFIG_DIR = Path(__file__).parent / "cfg"  # package data (pyproject: yolo_long/cfg/*.yaml)
 Stem = Literal["grouped", "siamese"]
+
+# Training arguments that suit MRI slices (the README shows them on the yolo command line):
+# HSV means nothing for 9 grey-level channels (ultralytics skips it anyway), left-right
+# flips are anatomically plausible, up-down flips are not, and the affine stays small
+# because slices are already in a canonical orientation at a fixed spacing.
+RECOMMENDED_TRAIN_ARGS: dict[str, float] = {
+    "hsv_h": 0.0,
+    "hsv_s": 0.0,
+    "hsv_v": 0.0,
+    "fliplr": 0.5,
+    "flipud": 0.0,
+    "degrees": 10.0,
+    "translate": 0.1,
+    "scale": 0.2,
+    "mosaic": 1.0,
+}
 
 
 @dataclass(frozen=True)
