@@ -1,0 +1,126 @@
+"""``mslong`` command line: ``segment`` (one patient) and ``demo`` (the whole pipeline).
+
+Argument parsing only; heavy imports happen inside the commands so ``--help`` is instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from pathlib import Path
+
+from slicer.errors import cli_entry
+
+__all__ = ["main", "build_parser"]
+
+
+def _segment(args: argparse.Namespace) -> None:
+    import time
+
+    from mslong.segment import segment_patient
+
+    start = time.perf_counter()
+    result = segment_patient(
+        args.time01,
+        args.time02,
+        args.output,
+        args.weights,
+        device=args.device,
+        vote=args.vote,
+        min_votes=args.min_votes,
+        threshold=args.threshold,
+        spacing=args.spacing,
+        register=args.register,
+        batch=args.batch,
+        save_prob=args.save_prob,
+    )
+    print(
+        f"mslong segment: {result.new_lesions} new lesions ({result.new_lesion_voxels} voxels) by "
+        f"{' + '.join(result.models)} -> {result.out} ({time.perf_counter() - start:.1f} s)"
+    )
+
+
+def _demo(args: argparse.Namespace) -> None:
+    from mslong.demo import DemoOptions, run_demo
+
+    run_demo(
+        DemoOptions(
+            out=args.out,
+            cases=args.cases,
+            voxel=args.voxel,
+            seed=args.seed,
+            unext_epochs=args.unext_epochs,
+            yolo_epochs=args.yolo_epochs,
+            device=args.device,
+            overwrite=args.overwrite,
+        )
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mslong", description="New MS lesion segmentation from two FLAIR scans."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    segment = commands.add_parser(
+        "segment",
+        help="segment one patient (the MSSEG-2 challenge contract)",
+        description="Segment the new lesions of one patient: -t1 baseline, -t2 follow-up (time points).",
+    )
+    segment.add_argument("-t1", dest="time01", type=Path, required=True, help="baseline FLAIR (time point 1)")
+    segment.add_argument(
+        "-t2", dest="time02", type=Path, required=True, help="follow-up FLAIR (time point 2)"
+    )
+    segment.add_argument(
+        "-o", dest="output", type=Path, required=True, help="output mask (.nii.gz) on the t2 grid"
+    )
+    segment.add_argument(
+        "--weights",
+        type=Path,
+        nargs="+",
+        default=[],
+        help="one or more trained models (UNeXt .pt or YOLO best.pt); several form an ensemble. "
+        "Without weights the subtraction baseline runs.",
+    )
+    segment.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available)")
+    segment.add_argument("--vote", default="triplanar", choices=("none", "mean", "majority", "triplanar"))
+    segment.add_argument(
+        "--min-votes", type=int, default=2, help="views that must detect a lesion (default 2)"
+    )
+    segment.add_argument("--threshold", type=float, default=0.5, help="probability threshold (default 0.5)")
+    segment.add_argument(
+        "--spacing", type=float, default=1.0, help="isotropic slicing spacing in mm (default 1.0)"
+    )
+    segment.add_argument("--register", default="auto", choices=("auto", "rigid", "affine", "none"))
+    segment.add_argument("--batch", type=int, default=16, help="slices per forward pass (default 16)")
+    segment.add_argument("--save-prob", action="store_true", help="also write <output>_prob.nii.gz")
+    segment.set_defaults(run=_segment)
+
+    demo = commands.add_parser(
+        "demo", help="run the whole pipeline on a synthetic phantom and print the results"
+    )
+    demo.add_argument(
+        "--out", type=Path, default=Path("demo_output"), help="working folder (default demo_output)"
+    )
+    demo.add_argument("--cases", type=int, default=10, help="phantom patients (default 10)")
+    demo.add_argument(
+        "--voxel", type=float, default=1.5, help="phantom voxel and slicing spacing in mm (default 1.5)"
+    )
+    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--unext-epochs", type=int, default=6)
+    demo.add_argument("--yolo-epochs", type=int, default=4)
+    demo.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available)")
+    demo.add_argument("--overwrite", action="store_true", help="redo every step")
+    demo.set_defaults(run=_demo)
+    return parser
+
+
+@cli_entry
+def main(argv: Sequence[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    args.run(args)
+
+
+if __name__ == "__main__":
+    main()

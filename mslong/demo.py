@@ -1,0 +1,288 @@
+"""``mslong demo`` (``make demo``): the whole pipeline on a synthetic phantom, one table at the end.
+
+Steps, each skipped when its output is already there (``--overwrite`` redoes them):
+phantom -> export -> train UNeXt and YOLOv9t-seg-long -> predict the validation slices ->
+reassemble (per plane and with every vote mode) -> evaluate by the MSSEG-2 rules -> print
+the comparison with the subtraction baseline, write figures and ``results.md``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+from tqdm import tqdm
+
+from fusion.baseline import subtraction_baseline
+from fusion.evaluate import CONSENSUS, PREDICTION, EvaluateOptions, evaluate
+from fusion.reassemble import ReassembleOptions, reassemble
+from slicer.datasets import load_dataset
+from slicer.export import ExportOptions, export_dataset
+from slicer.io import atomic_path, load_volume, save_nifti
+from slicer.phantom import write_phantom
+from slicer.prepare import prepare_case
+from slicer.summary import case_table
+
+__all__ = ["DemoOptions", "run_demo", "Method", "METHODS"]
+
+DATASET = "phantom"
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    out: Path = Path("demo_output")
+    cases: int = 10
+    voxel: float = 1.5
+    seed: int = 0
+    val_cases: int = 4
+    unext_epochs: int = 8
+    yolo_epochs: int = 10
+    # 1.5 mm slices are ~110x130 px and lesions a few pixels: YOLO sees them upsampled.
+    yolo_imgsz: int = 224
+    # Slices ultralytics validates on while training (a sample of the validation split).
+    yolo_val_slices: int = 300
+    device: str | None = None
+    overwrite: bool = False
+
+
+@dataclass(frozen=True)
+class Method:
+    """One row of the results table: which prediction folders, which planes, which vote."""
+
+    name: str
+    models: tuple[str, ...]
+    orientations: tuple[str, ...] = ("axial", "coronal", "sagittal")
+    vote: str = "triplanar"
+
+
+METHODS = (
+    Method("UNeXt axial", ("unext",), ("axial",), "none"),
+    Method("UNeXt coronal", ("unext",), ("coronal",), "none"),
+    Method("UNeXt sagittal", ("unext",), ("sagittal",), "none"),
+    Method("UNeXt 3 planes, mean", ("unext",), vote="mean"),
+    Method("UNeXt 3 planes, majority", ("unext",), vote="majority"),
+    Method("UNeXt triplanar", ("unext",)),
+    Method("YOLO triplanar", ("yolo",)),
+    Method("UNeXt + YOLO triplanar", ("unext", "yolo")),
+)
+
+
+def _step(title: str) -> float:
+    print(f"\n== {title}", flush=True)
+    return time.perf_counter()
+
+
+def _assign_splits(phantom: Path, table: pd.DataFrame, val_cases: int) -> None:
+    """Hold out ``val_cases`` cases, one of them without new lesion, via the metadata CSV's split column."""
+    empty = table.index[table["new_lesions"] == 0].tolist()
+    lesion = table.index[table["new_lesions"] > 0].tolist()
+    val = set(empty[:1] + lesion[-(val_cases - len(empty[:1])) :])
+    table = table.assign(split=["val" if i in val else "train" for i in table.index])
+    with atomic_path(phantom / "cases.csv") as tmp:
+        table.to_csv(tmp, index=False)
+
+
+def _train_unext(options: DemoOptions, data: Path, runs: Path) -> Path:
+    from unext_long.train import TrainOptions, train
+
+    best = runs / "unext" / "weights" / "best.pt"
+    if best.exists() and not options.overwrite:
+        print(f"kept {best}")
+        return best
+    result = train(
+        TrainOptions(
+            data=data,
+            epochs=options.unext_epochs,
+            imgsz=128,  # random 128x128 crops (lesions kept) of the ~110x130 slices
+            batch=8,
+            stem="siamese",
+            size="unext",
+            project=runs,
+            name="unext",
+            overwrite=True,
+            seed=options.seed,
+            device=options.device or "auto",
+            workers=0,
+        )
+    )
+    return result.run_dir / "weights" / "best.pt"
+
+
+def _yolo_data(options: DemoOptions, data: Path) -> Path:
+    """The export's dataset YAML with ``val`` cut to a seeded sample (lesion slices first).
+
+    Ultralytics validates after the last epoch even with ``val=False``; on a CPU, a few hundred
+    slices say as much about training as the whole split at a fraction of the time.
+    """
+    manifest = pd.read_csv(data.parent / "manifest.csv")
+    val = manifest[manifest["split"] == "val"].sample(frac=1.0, random_state=options.seed)
+    chosen = pd.concat([val[val["instances"] > 0], val[val["instances"] == 0]]).head(options.yolo_val_slices)
+    listing = data.parent / "yolo_val_sample.txt"
+    with atomic_path(listing) as tmp:
+        tmp.write_text("".join(f"./images/val/{stem}.tif\n" for stem in sorted(chosen["stem"])))
+    config = {**yaml.safe_load(data.read_text()), "val": listing.name}
+    target = data.with_name(f"{data.stem}_yolo.yaml")
+    with atomic_path(target) as tmp:
+        tmp.write_text(yaml.safe_dump(config, sort_keys=False))
+    return target
+
+
+def _train_yolo(options: DemoOptions, data: Path, runs: Path) -> Path:
+    from ultralytics import YOLO
+
+    from yolo_long.build import RECOMMENDED_TRAIN_ARGS, init_checkpoint
+
+    best = runs / "yolo" / "weights" / "best.pt"
+    if best.exists() and not options.overwrite:
+        print(f"kept {best}")
+        return best
+    init = init_checkpoint("yolov9t-seg-long", "siamese", data, runs / "yolov9t-seg-long.pt", overwrite=True)
+    model = YOLO(str(init), task="segment")
+    model.train(
+        **{
+            **RECOMMENDED_TRAIN_ARGS,
+            "mosaic": 0.0,  # mosaic halves lesions that are already a few pixels wide
+            "val": False,  # validate once, after the last epoch
+            "data": str(_yolo_data(options, data)),
+            "epochs": options.yolo_epochs,
+            "imgsz": options.yolo_imgsz,
+            "batch": 8,
+            "project": str(runs.resolve()),
+            "name": "yolo",
+            "exist_ok": True,
+            "device": options.device or ("0" if _cuda() else "cpu"),
+            "workers": 0,
+            "seed": options.seed,
+            "plots": False,
+        }
+    )
+    return best
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def _predict(options: DemoOptions, export: Path, weights: dict[str, Path], preds: Path) -> None:
+    from unext_long.predict import predict_folder as unext_predict
+    from yolo_long.predict import predict_folder as yolo_predict
+
+    images = export / "images" / "val"
+    unext_predict(weights["unext"], images, preds / "unext", batch=16, device=options.device or "auto")
+    yolo_predict(weights["yolo"], images, preds / "yolo", batch=16, device=options.device)
+
+
+def _subtraction(options: DemoOptions, phantom: Path, out: Path) -> None:
+    cases = [c for c in load_dataset(DATASET, root=phantom) if c.split == "val"]
+    for case in tqdm(cases, desc="subtraction baseline", unit="case"):
+        target = out / f"{case.id}.nii.gz"
+        if target.exists() and not options.overwrite:
+            continue
+        t1, t1_img = load_volume(case.t1)
+        t0, t0_img = load_volume(case.t0)
+        prepared = prepare_case(t1, t1_img, t0, t0_img, spacing=options.voxel)
+        mask = subtraction_baseline(
+            prepared.normalised["t1n"], prepared.normalised["t0n"], options.voxel, head=prepared.head
+        )
+        save_nifti(prepared.geometry.to_original(mask, order=0), t1_img.affine, target, header=t1_img.header)
+
+
+def _score(pred: Path, phantom: Path, out: Path, figures: bool) -> dict[str, float]:
+    val = [case.id for case in load_dataset(DATASET, root=phantom) if case.split == "val"]
+    table = evaluate(
+        EvaluateOptions(pred=pred, dataset=DATASET, root=phantom, out=out, cases=val, figures=figures)
+    )
+    rows = table[(table["segmentation"] == PREDICTION) & (table["reference"] == CONSENSUS)]
+    lesion_cases, empty_cases = rows[rows["ref_lesions"] > 0], rows[rows["ref_lesions"] == 0]
+    return {
+        "Dice": lesion_cases["dice"].mean(),
+        "F1": lesion_cases["f1"].mean(),
+        "sensitivity": lesion_cases["sensitivity"].mean(),
+        "precision": lesion_cases["precision"].mean(),
+        "FP lesions / empty case": empty_cases["fp_lesions"].mean() if len(empty_cases) else np.nan,
+    }
+
+
+def _reassemble_all(options: DemoOptions, export: Path, preds: Path, results: Path) -> dict[str, Path]:
+    folders = {}
+    for method in METHODS:
+        folder = results / method.name.replace(" ", "_").replace(",", "").replace("+", "and")
+        reassemble(
+            ReassembleOptions(
+                slices=export,
+                preds=[preds / model for model in method.models],
+                out=folder,
+                vote=method.vote,
+                orientations=method.orientations,
+                split="val",
+                overwrite=options.overwrite,
+            )
+        )
+        folders[method.name] = folder
+    return folders
+
+
+def run_demo(options: DemoOptions) -> pd.DataFrame:
+    """Run every step and return the results table (one row per method, scores vs the consensus)."""
+    start = time.perf_counter()
+    out = options.out
+    phantom, export, runs, preds, results = (
+        out / p for p in ("phantom", "export", "runs", "preds", "results")
+    )
+
+    _step(f"1/7 phantom: {options.cases} patients at {options.voxel} mm")
+    table = write_phantom(phantom, cases=options.cases, voxel=options.voxel, seed=options.seed)
+    _assign_splits(phantom, table, options.val_cases)
+    print(case_table(DATASET, root=phantom).to_string(index=False))
+
+    _step("2/7 export: registration, normalisation, 2.5D slices in three orientations")
+    summary = export_dataset(
+        ExportOptions(
+            dataset=DATASET,
+            root=phantom,
+            out=export,
+            spacing=options.voxel,
+            seed=options.seed,
+            drop_empty_fraction=0.8,
+            overwrite=options.overwrite,
+        )
+    )
+    data = summary.yaml_path
+
+    _step("3/7 train UNeXt (siamese two-timepoint stem)")
+    weights = {"unext": _train_unext(options, data, runs)}
+    _step("4/7 train YOLOv9t-seg-long (siamese stem) with the ultralytics trainer")
+    weights["yolo"] = _train_yolo(options, data, runs)
+
+    _step("5/7 predict the validation slices")
+    _predict(options, export, weights, preds)
+
+    _step("6/7 reassemble, vote, and the subtraction baseline")
+    folders = {"Subtraction baseline": results / "subtraction"}
+    _subtraction(options, phantom, folders["Subtraction baseline"])
+    folders.update(_reassemble_all(options, export, preds, results))
+
+    _step("7/7 evaluate (MSSEG-2 rules, against the consensus)")
+    scores = {
+        name: _score(folder, phantom, out / "evaluation" / folder.name, figures=name == METHODS[-1].name)
+        for name, folder in folders.items()
+    }
+    report = pd.DataFrame(scores).T.rename_axis("method")
+    text = report.to_string(float_format=lambda v: f"{v:.3f}")
+    with atomic_path(out / "results.md") as tmp:
+        tmp.write_text(
+            f"# mslong demo: {options.val_cases} validation patients of {len(table)}\n\n```\n{text}\n```\n"
+        )
+    print(f"\n{text}")
+    print(
+        f"\nmslong demo: {len(folders)} methods scored on {options.val_cases} validation patients in "
+        f"{time.perf_counter() - start:.0f} s; tables in {out / 'results.md'}, figures in "
+        f"{out / 'evaluation' / folders[METHODS[-1].name].name / 'figures'}"
+    )
+    return report

@@ -1,0 +1,83 @@
+"""Any trained model of the toolkit behind one interface, for in-memory prediction.
+
+A UNeXt checkpoint (``unext-long train``: state dict + JSON config) and a YOLO checkpoint
+(``yolo segment train`` on a ``yolo-long init`` model) both say which channel recipe they
+were trained on; :func:`load_predictor` reads it so the caller slices accordingly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+
+from slicer.errors import InputError
+
+__all__ = ["Predictor", "load_predictor", "recipe_from_groups"]
+
+PredictFn = Callable[..., Iterator[np.ndarray]]
+
+
+@dataclass(frozen=True)
+class Predictor:
+    """A loaded model: ``predict(images, batch=...)`` yields one (H, W) probability per (C, H, W) image."""
+
+    name: str
+    recipe: tuple[str, ...]
+    context: int
+    predict: PredictFn
+
+
+def recipe_from_groups(groups: Mapping[str, Sequence[int]]) -> tuple[tuple[str, ...], int]:
+    """``{"t1": [0, 1, 2], "t0": [3, 4, 5], ...}`` -> ``(("t1", "t0", ...), 1)``."""
+    ordered = sorted(groups.items(), key=lambda item: min(item[1]))
+    widths = {len(indices) for _, indices in ordered}
+    if len(widths) != 1 or (width := widths.pop()) % 2 == 0:
+        raise ValueError(f"channel groups {dict(groups)} are not a recipe x (2 context + 1) layout")
+    return tuple(name for name, _ in ordered), (width - 1) // 2
+
+
+def _resolve_device(device: str | None) -> str:
+    import torch
+
+    return device or ("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _unext(weights: Path, device: str) -> Predictor:
+    from unext_long.predict import load_model, predict_images
+
+    model, config = load_model(weights, device)
+    recipe, context = recipe_from_groups(config["channel_groups"])
+
+    def predict(images: Iterable[np.ndarray], batch: int = 16) -> Iterator[np.ndarray]:
+        return predict_images(model, images, batch=batch)
+
+    return Predictor(f"unext:{weights.parent.parent.name or weights.stem}", recipe, context, predict)
+
+
+def _yolo(weights: Path, device: str) -> Predictor:
+    from yolo_long.predict import load_model, predict_images
+
+    model = load_model(weights, device)
+    block = getattr(model.model, "yaml", {}).get("mslong")
+    if not block:
+        raise InputError(
+            weights, "YOLO checkpoint without the mslong channel recipe (build it with yolo-long init)"
+        )
+    recipe, context = recipe_from_groups(block["channel_groups"])
+    predict = partial(predict_images, model, device=device)
+    return Predictor(f"yolo:{weights.parent.parent.name or weights.stem}", recipe, context, predict)
+
+
+def load_predictor(weights: str | Path, device: str | None = None) -> Predictor:
+    """Load a UNeXt or YOLO checkpoint, whichever ``weights`` is."""
+    weights, device = Path(weights), _resolve_device(device)
+    if not weights.is_file():
+        raise InputError(weights, "weights file not found")
+    try:
+        return _unext(weights, device)
+    except InputError:
+        return _yolo(weights, device)

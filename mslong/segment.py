@@ -1,0 +1,142 @@
+"""One patient, the MSSEG-2 challenge's own contract: two FLAIR scans in, one mask out.
+
+``mslong segment -t1 flair_time01.nii.gz -t2 flair_time02.nii.gz -o seg.nii.gz --weights ...``
+registers the baseline onto the follow-up, slices both in memory exactly as the export
+does, runs every model on every plane, fuses the views with lesion-wise voting and writes
+the binary new-lesion mask on the follow-up scan's grid. (Here ``-t1``/``-t2`` are the
+time points, as in the challenge, not MR contrasts.)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+from tqdm import tqdm
+
+from fusion.baseline import subtraction_baseline
+from fusion.reassemble import reassemble_case
+from slicer.errors import InputError
+from slicer.geometry import AXIS_OF, ORIENTATIONS, volume_from_images
+from slicer.io import load_volume, save_nifti, spacing_of
+from slicer.lesions import count_lesions
+from slicer.predictions import quantise_probability
+from slicer.prepare import PreparedCase, prepare_case, slice_channels
+from slicer.register import RegistrationError
+
+__all__ = ["SegmentResult", "segment_patient", "predict_views", "check_same_subject"]
+
+# The two scans' fields of view must overlap at least this much (fraction of the smaller one).
+MIN_FOV_OVERLAP = 0.5
+
+
+@dataclass(frozen=True)
+class SegmentResult:
+    out: Path
+    new_lesion_voxels: int
+    new_lesions: int
+    models: tuple[str, ...]
+    correlation: float  # edge correlation of t1 and the (registered) t0, as slicer.register measures it
+
+
+def _world_box(img: nib.Nifti1Image) -> tuple[np.ndarray, np.ndarray]:
+    corners = np.array(np.meshgrid(*[[-0.5, n - 0.5] for n in img.shape[:3]], indexing="ij")).reshape(3, -1)
+    world = img.affine[:3, :3] @ corners + img.affine[:3, 3:4]
+    return world.min(axis=1), world.max(axis=1)
+
+
+def check_same_subject(
+    t0_img: nib.Nifti1Image, t1_img: nib.Nifti1Image, t0_path: Path, t1_path: Path
+) -> None:
+    """Refuse scans whose fields of view barely overlap (different subjects or sessions gone wrong)."""
+    (low0, high0), (low1, high1) = _world_box(t0_img), _world_box(t1_img)
+    overlap = np.prod(np.clip(np.minimum(high0, high1) - np.maximum(low0, low1), 0, None))
+    smaller = min(np.prod(high0 - low0), np.prod(high1 - low1))
+    if overlap < MIN_FOV_OVERLAP * smaller:
+        raise InputError(
+            t0_path,
+            f"field of view overlaps {Path(t1_path).name} by {overlap / smaller:.0%} only: not the same subject?",
+        )
+
+
+def predict_views(prepared: PreparedCase, predictors: Sequence, batch: int = 16) -> list[np.ndarray]:
+    """One export-grid probability volume per (model, orientation), sliced in memory."""
+    views = []
+    for predictor in predictors:
+        for orientation in ORIENTATIONS:
+            count = prepared.geometry.shape[AXIS_OF[orientation]]
+            images = (
+                slice_channels(prepared, orientation, index, predictor.recipe, predictor.context)
+                for index in range(count)
+            )
+            probs = tqdm(
+                predictor.predict(images, batch=batch),
+                total=count,
+                desc=f"{predictor.name} {orientation}",
+                unit="slice",
+                leave=False,
+            )
+            # Rounded as the prediction PNGs are, so that decisions equal reassemble's on files.
+            slices = {index: quantise_probability(prob) for index, prob in enumerate(probs)}
+            views.append(volume_from_images(slices, orientation, prepared.geometry.shape, np.float32))
+    return views
+
+
+def segment_patient(
+    time01: Path,
+    time02: Path,
+    out: Path,
+    weights: Sequence[Path] = (),
+    *,
+    device: str = "cpu",
+    vote: str = "triplanar",
+    min_votes: int = 2,
+    threshold: float = 0.5,
+    min_size_mm3: float = 3.0,
+    spacing: float = 1.0,
+    register: str = "auto",
+    batch: int = 16,
+    save_prob: bool = False,
+) -> SegmentResult:
+    """Segment the new lesions of one patient and write ``out`` on the follow-up's grid.
+
+    Without ``weights`` the classic subtraction baseline runs instead of the networks.
+    """
+    from mslong.models import load_predictor  # imports torch: only when segmenting
+
+    t0, t0_img = load_volume(time01)
+    t1, t1_img = load_volume(time02)
+    check_same_subject(t0_img, t1_img, time01, time02)
+    predictors = [load_predictor(path, device=device) for path in weights]
+    try:
+        prepared = prepare_case(t1, t1_img, t0, t0_img, spacing=spacing, register=register)
+    except RegistrationError as error:
+        # Registration refuses pairs whose edges do not correlate: often two different subjects.
+        raise InputError(time01, f"cannot be aligned with {Path(time02).name}: {error}") from None
+    if predictors:
+        views = predict_views(prepared, predictors, batch=batch)
+    else:
+        views = [
+            subtraction_baseline(
+                prepared.normalised["t1n"], prepared.normalised["t0n"], spacing, head=prepared.head
+            )
+        ]
+    mask, prob = reassemble_case(prepared.geometry, views, vote, min_votes, threshold, min_size_mm3)
+    save_nifti(mask.astype(np.uint8), t1_img.affine, out, header=t1_img.header)
+    if save_prob:
+        save_nifti(prob.astype(np.float32), t1_img.affine, _prob_path(out), header=t1_img.header)
+    return SegmentResult(
+        out=Path(out),
+        new_lesion_voxels=int(mask.sum()),
+        new_lesions=count_lesions(mask, spacing_of(t1_img.affine)),
+        models=tuple(p.name for p in predictors) or ("subtraction",),
+        correlation=prepared.registration.correlation if prepared.registration else float("nan"),
+    )
+
+
+def _prob_path(out: Path) -> Path:
+    name = Path(out).name.removesuffix(".gz").removesuffix(".nii")
+    return Path(out).with_name(f"{name}_prob.nii.gz")

@@ -1,0 +1,134 @@
+"""``mslong segment``: the one-patient command agrees with export + predict + reassemble."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from fusion.metrics import score_case
+from fusion.reassemble import ReassembleOptions, reassemble
+from mslong.segment import segment_patient
+from slicer.datasets import load_dataset
+from slicer.io import load_mask
+
+MSLONG = str(Path(sys.executable).with_name("mslong"))
+
+
+@pytest.fixture(scope="module")
+def unext_weights(phantom_export: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small UNeXt trained for one epoch: enough to make non-trivial probabilities."""
+    from unext_long.train import TrainOptions, train
+
+    result = train(
+        TrainOptions(
+            data=phantom_export / "phantom_long.yaml",
+            epochs=1,
+            imgsz=64,
+            batch=8,
+            size="unext-s",
+            stem="siamese",
+            max_slices=48,
+            project=tmp_path_factory.mktemp("runs"),
+            name="unext",
+            workers=0,
+            device="cpu",
+        )
+    )
+    return result.run_dir / "weights" / "best.pt"
+
+
+def _export_spacing(phantom_export: Path) -> float:
+    return float(yaml.safe_load((phantom_export / "phantom_long.yaml").read_text())["mslong"]["spacing"])
+
+
+def _val_case(phantom_export: Path) -> str:
+    manifest = pd.read_csv(phantom_export / "manifest.csv")
+    return sorted(manifest.loc[manifest["split"] == "val", "case"].unique())[0]
+
+
+def test_segment_matches_reassemble(
+    phantom_root: Path, phantom_export: Path, unext_weights: Path, tmp_path: Path
+):
+    from unext_long.predict import predict_folder
+
+    case_id = _val_case(phantom_export)
+    case = next(c for c in load_dataset("phantom", root=phantom_root) if c.id == case_id)
+    preds = tmp_path / "preds"
+    predict_folder(unext_weights, phantom_export / "images" / "val", preds, device="cpu")
+    reassemble(
+        ReassembleOptions(slices=phantom_export, preds=[preds], out=tmp_path / "fused", cases=[case_id])
+    )
+    via_files = np.asarray(nib.load(tmp_path / "fused" / f"{case_id}.nii.gz").dataobj)
+
+    out = tmp_path / "seg.nii.gz"
+    result = segment_patient(
+        case.t0, case.t1, out, [unext_weights], device="cpu", spacing=_export_spacing(phantom_export)
+    )
+    written = nib.load(out)
+    t2 = nib.load(case.t1)
+    assert written.shape == t2.shape and np.allclose(written.affine, t2.affine)
+    in_memory = np.asarray(written.dataobj)
+    assert result.new_lesion_voxels == int(in_memory.sum())
+    consensus, _ = load_mask(case.consensus)
+    spacing = t2.header.get_zooms()[:3]
+    assert score_case(consensus, in_memory, spacing) == pytest.approx(
+        score_case(consensus, via_files, spacing), nan_ok=True
+    )
+    assert np.array_equal(in_memory, via_files)
+
+
+def test_segment_without_weights_runs_the_subtraction_baseline(phantom_root: Path, tmp_path: Path):
+    # The subtraction baseline needs no training: run it at the phantom's own 2 mm voxels.
+    cases = load_dataset("phantom", root=phantom_root)
+    case = max(cases, key=lambda c: load_mask(c.consensus)[0].sum())
+    out = tmp_path / "seg.nii.gz"
+    result = segment_patient(case.t0, case.t1, out, device="cpu", spacing=2.0)
+    assert result.models == ("subtraction",)
+    consensus, img = load_mask(case.consensus)
+    scores = score_case(consensus, np.asarray(nib.load(out).dataobj), img.header.get_zooms()[:3])
+    assert scores["dice"] > 0.3
+
+
+def _run(*args: object) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([MSLONG, "segment", *map(str, args)], capture_output=True, text=True, timeout=300)
+
+
+def _assert_one_line_error(process: subprocess.CompletedProcess[str], fragment: str) -> None:
+    assert process.returncode == 2, process.stderr
+    lines = process.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in process.stderr
+    assert fragment in lines[0]
+
+
+def test_segment_bad_inputs(phantom_root: Path, tmp_path: Path):
+    case = load_dataset("phantom", root=phantom_root)[0]
+    out = tmp_path / "seg.nii.gz"
+
+    _assert_one_line_error(
+        _run("-t1", tmp_path / "missing.nii.gz", "-t2", case.t1, "-o", out), "missing.nii.gz"
+    )
+
+    img = nib.load(case.t1)
+    four_d = tmp_path / "four_d.nii.gz"
+    nib.save(nib.Nifti1Image(np.stack([np.asarray(img.dataobj)] * 2, -1), img.affine), four_d)
+    _assert_one_line_error(_run("-t1", case.t0, "-t2", four_d, "-o", out), "4D")
+
+    # Another subject's scan, on its own grid far from this one: the fields of view do not overlap.
+    elsewhere = img.affine.copy()
+    elsewhere[:3, 3] += 400.0
+    other = tmp_path / "other_subject.nii.gz"
+    nib.save(
+        nib.Nifti1Image(
+            np.asarray(nib.load(load_dataset("phantom", root=phantom_root)[1].t0).dataobj), elsewhere
+        ),
+        other,
+    )
+    _assert_one_line_error(_run("-t1", other, "-t2", case.t1, "-o", out), "other_subject.nii.gz")
+    assert not out.exists() and not list(tmp_path.glob(".tmp-*"))
