@@ -7,16 +7,17 @@ were trained on; :func:`load_predictor` reads it so the caller slices accordingl
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
 import numpy as np
 
+from slicer.dataset_yaml import recipe_from_groups
 from slicer.errors import InputError
 
-__all__ = ["Predictor", "load_predictor", "recipe_from_groups"]
+__all__ = ["Predictor", "load_predictor"]
 
 PredictFn = Callable[..., Iterator[np.ndarray]]
 
@@ -29,15 +30,6 @@ class Predictor:
     recipe: tuple[str, ...]
     context: int
     predict: PredictFn
-
-
-def recipe_from_groups(groups: Mapping[str, Sequence[int]]) -> tuple[tuple[str, ...], int]:
-    """``{"t1": [0, 1, 2], "t0": [3, 4, 5], ...}`` -> ``(("t1", "t0", ...), 1)``."""
-    ordered = sorted(groups.items(), key=lambda item: min(item[1]))
-    widths = {len(indices) for _, indices in ordered}
-    if len(widths) != 1 or (width := widths.pop()) % 2 == 0:
-        raise ValueError(f"channel groups {dict(groups)} are not a recipe x (2 context + 1) layout")
-    return tuple(name for name, _ in ordered), (width - 1) // 2
 
 
 def _resolve_device(device: str | None) -> str:

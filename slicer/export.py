@@ -25,16 +25,16 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import yaml
 from scipy import ndimage
 from tqdm import tqdm
 
+from slicer.dataset_yaml import channel_names, write_export_yaml
 from slicer.datasets import Case, check_case, load_dataset
 from slicer.errors import InputError
 from slicer.evolution import simulate_evolution
 from slicer.geometry import ORIENTATIONS
 from slicer.io import atomic_path, load_mask, load_volume, spacing_of
-from slicer.prepare import SOURCES, channel_groups, channel_names, prepare_case
+from slicer.prepare import SOURCES, prepare_case
 from slicer.register import METHODS, RegistrationError
 from slicer.writer import MANIFEST_COLUMNS, remove_files, write_case_slices
 
@@ -269,26 +269,16 @@ def export_case(
 
 
 def _write_yaml(options: ExportOptions, splits: set[str]) -> Path:
-    out = Path(options.out).resolve()
-    content: dict[str, Any] = {"path": str(out), "train": "images/train", "val": "images/val"}
-    if "test" in splits:
-        content["test"] = "images/test"
-    content["names"] = {0: "new_lesion"}
-    content["channels"] = len(options.recipe) * (2 * options.context + 1)
-    content["mslong"] = {
-        "recipe": list(options.recipe),
-        "context": options.context,
-        "channel_names": channel_names(options.recipe, options.context),
-        "channel_groups": channel_groups(options.recipe, options.context),
-        "spacing": options.spacing,
-        "orientations": list(options.orientations),
-        "label": options.label,
-        "dataset": options.dataset,
-    }
-    path = out / f"{options.yaml_name}.yaml"
-    with atomic_path(path) as tmp:
-        tmp.write_text(yaml.safe_dump(content, sort_keys=False, default_flow_style=None))
-    return path
+    return write_export_yaml(
+        Path(options.out) / f"{options.yaml_name}.yaml",
+        splits=splits,
+        recipe=options.recipe,
+        context=options.context,
+        spacing=options.spacing,
+        orientations=options.orientations,
+        label=options.label,
+        dataset=options.dataset,
+    )
 
 
 def _check_cases(cases: list[Case], options: ExportOptions) -> None:

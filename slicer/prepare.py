@@ -34,8 +34,6 @@ __all__ = [
     "prepare_case",
     "slice_channels",
     "iter_slices",
-    "channel_names",
-    "channel_groups",
     "to_uint8",
     "difference_to_uint8",
 ]
@@ -80,17 +78,6 @@ def to_uint8(normalised: np.ndarray) -> np.ndarray:
 def difference_to_uint8(t1n: np.ndarray, t0n: np.ndarray) -> np.ndarray:
     """The contract's diff channel: 128 + 127.5 * (t1n - t0n), clipped; no change maps to 128."""
     return np.clip(np.rint(128.0 + 127.5 * (t1n - t0n)), 0, 255).astype(np.uint8)
-
-
-def channel_names(recipe: Sequence[str], context: int) -> list[str]:
-    """``["t1-1", "t1+0", "t1+1", ...]``: source and slice offset of every channel."""
-    return [f"{source}{offset:+d}" for source in recipe for offset in range(-context, context + 1)]
-
-
-def channel_groups(recipe: Sequence[str], context: int) -> dict[str, list[int]]:
-    """Channel indices per source, e.g. ``{"t1": [0, 1, 2], "t0": [3, 4, 5], ...}``."""
-    width = 2 * context + 1
-    return {source: list(range(i * width, (i + 1) * width)) for i, source in enumerate(recipe)}
 
 
 def _crop_geometry(t1_img: nib.Nifti1Image, head: np.ndarray, spacing: float) -> CaseGeometry:

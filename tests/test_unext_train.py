@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 import torch
 
+from slicer.dataset_yaml import read_export_yaml
 from slicer.predictions import encode_probability
 from unext_long.cli import main
-from unext_long.data import SliceDataset, list_images, mask_path, pad_collate, read_export_yaml, read_image
+from unext_long.data import SliceDataset, list_images, mask_path, pad_collate, read_image
 from unext_long.predict import load_model, predict_folder, predict_images
 from unext_long.train import TrainOptions, train
 

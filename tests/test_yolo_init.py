@@ -57,7 +57,8 @@ def test_siamese_stem_shares_its_time_point_encoder() -> None:
 
 def test_bad_dataset_yaml_names_the_file(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
-    bad.write_text(yaml.safe_dump({"channels": 9, "mslong": {"channel_groups": {"t1": [0, 1, 2]}}}))
+    content = {"path": str(tmp_path), "train": "images/train", "val": "images/val", "channels": 9}
+    bad.write_text(yaml.safe_dump({**content, "mslong": {"channel_groups": {"t1": [0, 1, 2]}}}))
     with pytest.raises(InputError, match="bad.yaml: mslong.channel_groups must name the t0 and t1"):
         read_data(bad)
     uneven = DataInfo(7, {"t1": [0, 1, 2], "t0": [3, 4, 5], "diff": [6]})

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import albumentations as A
@@ -19,14 +18,11 @@ import numpy as np
 import tifffile
 import torch
 import torch.nn.functional as F
-import yaml
 from torch.utils.data import Dataset, WeightedRandomSampler
 
 from slicer.errors import InputError
 
 __all__ = [
-    "ExportInfo",
-    "read_export_yaml",
     "list_images",
     "mask_path",
     "read_image",
@@ -43,53 +39,6 @@ __all__ = [
 
 # Groups that are not a scan: a signed difference keeps its zero at 128, so it is not jittered.
 UNJITTERED_GROUPS = ("diff",)
-
-
-@dataclass(frozen=True)
-class ExportInfo:
-    """What a training run needs from the dataset YAML.
-
-    Attributes:
-        yaml_path: the YAML file.
-        root: the export folder (``path``).
-        channels: channels per image.
-        splits: ``{"train": images folder, "val": ..., "test": ...}`` for the splits it names.
-        channel_groups: ``{group: [channel indices]}`` from the ``mslong`` block.
-        recipe: the sources, in channel order (``[t1, t0, diff]`` by default).
-    """
-
-    yaml_path: Path
-    root: Path
-    channels: int
-    splits: dict[str, Path]
-    channel_groups: dict[str, list[int]] = field(default_factory=dict)
-    recipe: list[str] = field(default_factory=list)
-
-
-def read_export_yaml(path: str | Path) -> ExportInfo:
-    """Read and check a dataset YAML written by ``slicer export``.
-
-    Raises:
-        InputError: missing file, not a mapping, or missing ``path``/``train``/``val``/``channels``.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(path, "dataset YAML not found")
-    try:
-        cfg = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as error:
-        raise InputError(path, f"is not valid YAML ({error})") from None
-    if not isinstance(cfg, dict):
-        raise InputError(path, "is not a YAML mapping")
-    missing = [key for key in ("path", "train", "val", "channels") if key not in cfg]
-    if missing:
-        raise InputError(path, f"lacks {', '.join(missing)}")
-    root = Path(cfg["path"])
-    root = root if root.is_absolute() else (path.parent / root).resolve()
-    splits = {name: root / cfg[name] for name in ("train", "val", "test") if cfg.get(name)}
-    extra = cfg.get("mslong") or {}
-    groups = {str(k): [int(c) for c in v] for k, v in (extra.get("channel_groups") or {}).items()}
-    return ExportInfo(path, root, int(cfg["channels"]), splits, groups, list(extra.get("recipe") or []))
 
 
 def list_images(folder: str | Path) -> list[Path]:

@@ -23,6 +23,7 @@ import torch
 from torch.utils.data import DataLoader, get_worker_info
 from tqdm import tqdm
 
+from slicer.dataset_yaml import read_export_yaml
 from slicer.errors import InputError
 from slicer.io import atomic_path
 from unext_long.data import (
@@ -32,7 +33,6 @@ from unext_long.data import (
     lesion_sampler,
     list_images,
     pad_collate,
-    read_export_yaml,
 )
 from unext_long.losses import LossFn, build_loss
 from unext_long.model import UNeXt, create_model

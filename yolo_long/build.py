@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 import yaml
 
+from slicer.dataset_yaml import read_export_yaml
 from slicer.errors import InputError
 from slicer.io import atomic_path
 
@@ -63,32 +64,19 @@ class DataInfo:
 
 
 def read_data(path: str | Path) -> DataInfo:
-    """Read and check an ultralytics dataset YAML written by the slicer export.
+    """The model-relevant part of a slicer export's dataset YAML (:func:`slicer.dataset_yaml.read_export_yaml`).
 
     Raises:
-        InputError: missing file, no ``channels``, or no ``mslong.channel_groups`` with ``t0`` and ``t1``.
+        InputError: what ``read_export_yaml`` raises, or no ``mslong.channel_groups`` naming t0 and t1
+            with as many channels each.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(path, "dataset YAML not found")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as error:
-        raise InputError(path, f"not valid YAML ({error})") from None
-    if not isinstance(data, dict) or not isinstance(data.get("channels"), int):
-        raise InputError(path, "no integer 'channels' entry (is this a slicer export YAML?)")
-    channels = data["channels"]
-    groups = (data.get("mslong") or {}).get("channel_groups")
-    if not isinstance(groups, dict) or not {"t0", "t1"} <= groups.keys():
+    info = read_export_yaml(path)
+    groups = info.channel_groups
+    if not {"t0", "t1"} <= groups.keys():
         raise InputError(path, "mslong.channel_groups must name the t0 and t1 channels")
     if len(groups["t0"]) != len(groups["t1"]):
         raise InputError(path, f"t0 and t1 have different channel counts ({groups['t0']} vs {groups['t1']})")
-    listed = [c for g in groups.values() for c in g]
-    if len(set(listed)) != len(listed) or not set(listed) <= set(range(channels)):
-        raise InputError(path, f"channel_groups {groups} overlap or exceed channels: {channels}")
-    names = data.get("names") or {0: "new_lesion"}
-    names = dict(enumerate(names)) if isinstance(names, list) else {int(k): v for k, v in names.items()}
-    return DataInfo(channels=channels, channel_groups=groups, names=names)
+    return DataInfo(channels=info.channels, channel_groups=groups, names=info.names)
 
 
 def _channel_order(data: DataInfo) -> tuple[list[int], list[list[int]]]:

@@ -1,0 +1,148 @@
+"""The dataset YAML of an export: ultralytics' keys plus our ``mslong:`` block.
+
+Written once by ``slicer export`` (:func:`write_export_yaml`) and read by every consumer
+(:func:`read_export_yaml`): the UNeXt trainer, ``yolo-long init`` and the one-patient
+command, which all need the channel count and which channels hold t0, t1 and their
+difference.
+
+>>> recipe_from_groups({"t1": [0, 1, 2], "t0": [3, 4, 5], "diff": [6, 7, 8]})
+(('t1', 't0', 'diff'), 1)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from slicer.errors import InputError
+from slicer.io import atomic_path
+
+__all__ = [
+    "ExportInfo",
+    "write_export_yaml",
+    "read_export_yaml",
+    "channel_names",
+    "channel_groups",
+    "recipe_from_groups",
+]
+
+SPLITS = ("train", "val", "test")
+CLASS_NAMES = {0: "new_lesion"}
+
+
+def channel_names(recipe: Sequence[str], context: int) -> list[str]:
+    """``["t1-1", "t1+0", "t1+1", ...]``: source and slice offset of every channel."""
+    return [f"{source}{offset:+d}" for source in recipe for offset in range(-context, context + 1)]
+
+
+def channel_groups(recipe: Sequence[str], context: int) -> dict[str, list[int]]:
+    """Channel indices per source, e.g. ``{"t1": [0, 1, 2], "t0": [3, 4, 5], ...}``."""
+    width = 2 * context + 1
+    return {source: list(range(i * width, (i + 1) * width)) for i, source in enumerate(recipe)}
+
+
+def recipe_from_groups(groups: Mapping[str, Sequence[int]]) -> tuple[tuple[str, ...], int]:
+    """The inverse of :func:`channel_groups`: ``(recipe, context)``."""
+    ordered = sorted(groups.items(), key=lambda item: min(item[1]))
+    widths = {len(indices) for _, indices in ordered}
+    if len(widths) != 1 or (width := widths.pop()) % 2 == 0:
+        raise ValueError(f"channel groups {dict(groups)} are not a recipe x (2 context + 1) layout")
+    return tuple(name for name, _ in ordered), (width - 1) // 2
+
+
+@dataclass(frozen=True)
+class ExportInfo:
+    """What a dataset YAML says: where the slices are and how their channels are laid out."""
+
+    yaml_path: Path
+    root: Path
+    channels: int
+    splits: dict[str, Path]
+    channel_groups: dict[str, list[int]] = field(default_factory=dict)
+    recipe: list[str] = field(default_factory=list)
+    names: dict[int, str] = field(default_factory=lambda: dict(CLASS_NAMES))
+    spacing: float | None = None
+
+
+def write_export_yaml(
+    path: Path,
+    *,
+    splits: set[str],
+    recipe: Sequence[str],
+    context: int,
+    spacing: float,
+    orientations: Sequence[str],
+    label: str,
+    dataset: str,
+) -> Path:
+    """Write ``path`` (the export folder is its parent) atomically."""
+    content: dict[str, Any] = {"path": str(path.parent.resolve())}
+    content.update({split: f"images/{split}" for split in SPLITS if split in splits or split != "test"})
+    content["names"] = dict(CLASS_NAMES)
+    content["channels"] = len(recipe) * (2 * context + 1)
+    content["mslong"] = {
+        "recipe": list(recipe),
+        "context": context,
+        "channel_names": channel_names(recipe, context),
+        "channel_groups": channel_groups(recipe, context),
+        "spacing": spacing,
+        "orientations": list(orientations),
+        "label": label,
+        "dataset": dataset,
+    }
+    with atomic_path(path) as tmp:
+        tmp.write_text(yaml.safe_dump(content, sort_keys=False, default_flow_style=None))
+    return path
+
+
+def _load(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise InputError(path, "dataset YAML not found")
+    try:
+        content = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise InputError(path, f"is not valid YAML ({error})") from None
+    if not isinstance(content, dict):
+        raise InputError(path, "is not a YAML mapping")
+    missing = [key for key in ("path", "train", "val", "channels") if key not in content]
+    if missing:
+        raise InputError(path, f"lacks {', '.join(missing)} (is this a slicer export YAML?)")
+    if not isinstance(content["channels"], int) or content["channels"] < 1:
+        raise InputError(path, f"'channels' must be a positive integer, not {content['channels']!r}")
+    return content
+
+
+def read_export_yaml(path: str | Path) -> ExportInfo:
+    """Read and check a dataset YAML written by ``slicer export``.
+
+    Raises:
+        InputError: missing or broken file, missing ``path``/``train``/``val``/``channels``, or
+            channel groups that overlap or exceed the channel count.
+    """
+    path = Path(path)
+    content = _load(path)
+    root = Path(content["path"])
+    root = root if root.is_absolute() else (path.parent / root).resolve()
+    block = content.get("mslong") or {}
+    groups = {str(k): [int(c) for c in v] for k, v in (block.get("channel_groups") or {}).items()}
+    listed = [c for g in groups.values() for c in g]
+    if len(set(listed)) != len(listed) or not set(listed) <= set(range(content["channels"])):
+        raise InputError(
+            path, f"mslong.channel_groups {groups} overlap or exceed channels: {content['channels']}"
+        )
+    names = content.get("names") or dict(CLASS_NAMES)
+    names = dict(enumerate(names)) if isinstance(names, list) else {int(k): str(v) for k, v in names.items()}
+    return ExportInfo(
+        yaml_path=path,
+        root=root,
+        channels=content["channels"],
+        splits={name: root / content[name] for name in SPLITS if content.get(name)},
+        channel_groups=groups,
+        recipe=[str(r) for r in block.get("recipe") or []],
+        names=names,
+        spacing=float(block["spacing"]) if block.get("spacing") is not None else None,
+    )
