@@ -9,6 +9,7 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
+from mslong.options import DemoOptions
 from slicer.errors import cli_entry
 
 __all__ = ["main", "build_parser"]
@@ -41,7 +42,7 @@ def _segment(args: argparse.Namespace) -> None:
 
 
 def _demo(args: argparse.Namespace) -> None:
-    from mslong.demo import DemoOptions, run_demo
+    from mslong.demo import run_demo
 
     run_demo(
         DemoOptions(

@@ -20,6 +20,7 @@ from tqdm import tqdm
 from fusion.baseline import subtraction_baseline
 from fusion.evaluate import CONSENSUS, PREDICTION, EvaluateOptions, evaluate
 from fusion.reassemble import ReassembleOptions, reassemble
+from mslong.options import DemoOptions
 from slicer.datasets import load_dataset
 from slicer.export import ExportOptions, export_dataset
 from slicer.io import atomic_path, load_volume, save_nifti
@@ -30,23 +31,6 @@ from slicer.summary import case_table
 __all__ = ["DemoOptions", "run_demo", "Method", "METHODS"]
 
 DATASET = "phantom"
-
-
-@dataclass(frozen=True)
-class DemoOptions:
-    out: Path = Path("demo_output")
-    cases: int = 10
-    voxel: float = 1.5
-    seed: int = 0
-    val_cases: int = 4
-    unext_epochs: int = 8
-    yolo_epochs: int = 10
-    # 1.5 mm slices are ~110x130 px and lesions a few pixels: YOLO sees them upsampled.
-    yolo_imgsz: int = 224
-    # Slices ultralytics validates on while training (a sample of the validation split).
-    yolo_val_slices: int = 300
-    device: str | None = None
-    overwrite: bool = False
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,25 @@
+"""Options of ``mslong demo``, kept apart from the pipeline so that ``mslong --help`` stays instant."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["DemoOptions"]
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    out: Path = Path("demo_output")
+    cases: int = 10
+    voxel: float = 1.5
+    seed: int = 0
+    val_cases: int = 4
+    unext_epochs: int = 8
+    yolo_epochs: int = 10
+    # 1.5 mm slices are ~110x130 px and lesions a few pixels: YOLO sees them upsampled.
+    yolo_imgsz: int = 224
+    # Slices ultralytics validates on while training (a sample of the validation split).
+    yolo_val_slices: int = 300
+    device: str | None = None
+    overwrite: bool = False
