@@ -98,19 +98,29 @@ def build_parser() -> argparse.ArgumentParser:
     segment.add_argument("--save-prob", action="store_true", help="also write <output>_prob.nii.gz")
     segment.set_defaults(run=_segment)
 
+    defaults = DemoOptions()
     demo = commands.add_parser(
         "demo", help="run the whole pipeline on a synthetic phantom and print the results"
     )
     demo.add_argument(
-        "--out", type=Path, default=Path("demo_output"), help="working folder (default demo_output)"
+        "--out", type=Path, default=defaults.out, help=f"working folder (default {defaults.out})"
     )
-    demo.add_argument("--cases", type=int, default=10, help="phantom patients (default 10)")
     demo.add_argument(
-        "--voxel", type=float, default=1.5, help="phantom voxel and slicing spacing in mm (default 1.5)"
+        "--cases", type=int, default=defaults.cases, help=f"phantom patients (default {defaults.cases})"
     )
-    demo.add_argument("--seed", type=int, default=0)
-    demo.add_argument("--unext-epochs", type=int, default=6)
-    demo.add_argument("--yolo-epochs", type=int, default=4)
+    demo.add_argument(
+        "--voxel",
+        type=float,
+        default=defaults.voxel,
+        help=f"phantom voxel = slicing spacing, mm ({defaults.voxel})",
+    )
+    demo.add_argument("--seed", type=int, default=defaults.seed)
+    demo.add_argument(
+        "--unext-epochs", type=int, default=defaults.unext_epochs, help=f"(default {defaults.unext_epochs})"
+    )
+    demo.add_argument(
+        "--yolo-epochs", type=int, default=defaults.yolo_epochs, help=f"(default {defaults.yolo_epochs})"
+    )
     demo.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available)")
     demo.add_argument("--overwrite", action="store_true", help="redo every step")
     demo.set_defaults(run=_demo)
