@@ -28,7 +28,7 @@ from slicer.phantom import write_phantom
 from slicer.prepare import prepare_case
 from slicer.summary import case_table
 
-__all__ = ["DemoOptions", "run_demo", "Method", "METHODS"]
+__all__ = ["run_demo", "prepare_data", "train_models", "score_methods", "format_report", "Method", "METHODS"]
 
 DATASET = "phantom"
 
@@ -55,16 +55,22 @@ METHODS = (
 )
 
 
-def _step(title: str) -> float:
+def _step(title: str) -> None:
     print(f"\n== {title}", flush=True)
-    return time.perf_counter()
 
 
 def _assign_splits(phantom: Path, table: pd.DataFrame, val_cases: int) -> None:
-    """Hold out ``val_cases`` cases, one of them without new lesion, via the metadata CSV's split column."""
+    """Hold out ``val_cases`` cases, one of them without new lesion, via the metadata CSV's split column.
+
+    ``val_cases >= len(table)`` holds every case out (a test set for models trained elsewhere).
+    """
     empty = table.index[table["new_lesions"] == 0].tolist()
     lesion = table.index[table["new_lesions"] > 0].tolist()
-    val = set(empty[:1] + lesion[-(val_cases - len(empty[:1])) :])
+    val = (
+        set(table.index)
+        if val_cases >= len(table)
+        else set(empty[:1] + lesion[-(val_cases - len(empty[:1])) :])
+    )
     table = table.assign(split=["val" if i in val else "train" for i in table.index])
     with atomic_path(phantom / "cases.csv") as tmp:
         table.to_csv(tmp, index=False)
@@ -193,10 +199,14 @@ def _score(pred: Path, phantom: Path, out: Path, figures: bool) -> dict[str, flo
     }
 
 
+def _folder_name(method: Method) -> str:
+    return method.name.replace(" ", "_").replace(",", "").replace("+", "and")
+
+
 def _reassemble_all(options: DemoOptions, export: Path, preds: Path, results: Path) -> dict[str, Path]:
     folders = {}
     for method in METHODS:
-        folder = results / method.name.replace(" ", "_").replace(",", "").replace("+", "and")
+        folder = results / _folder_name(method)
         reassemble(
             ReassembleOptions(
                 slices=export,
@@ -212,20 +222,15 @@ def _reassemble_all(options: DemoOptions, export: Path, preds: Path, results: Pa
     return folders
 
 
-def run_demo(options: DemoOptions) -> pd.DataFrame:
-    """Run every step and return the results table (one row per method, scores vs the consensus)."""
-    start = time.perf_counter()
-    out = options.out
-    phantom, export, runs, preds, results = (
-        out / p for p in ("phantom", "export", "runs", "preds", "results")
-    )
-
-    _step(f"1/7 phantom: {options.cases} patients at {options.voxel} mm")
+def prepare_data(options: DemoOptions) -> Path:
+    """Phantom (with ``options.val_cases`` held out) and its export; returns the dataset YAML."""
+    phantom, export = options.out / "phantom", options.out / "export"
+    _step(f"phantom: {options.cases} patients at {options.voxel} mm (seed {options.seed})")
     table = write_phantom(phantom, cases=options.cases, voxel=options.voxel, seed=options.seed)
     _assign_splits(phantom, table, options.val_cases)
     print(case_table(DATASET, root=phantom).to_string(index=False))
 
-    _step("2/7 export: registration, normalisation, 2.5D slices in three orientations")
+    _step("export: registration, normalisation, 2.5D slices in three orientations")
     summary = export_dataset(
         ExportOptions(
             dataset=DATASET,
@@ -237,36 +242,57 @@ def run_demo(options: DemoOptions) -> pd.DataFrame:
             overwrite=options.overwrite,
         )
     )
-    data = summary.yaml_path
+    print(summary.line())
+    return summary.yaml_path
 
-    _step("3/7 train UNeXt (siamese two-timepoint stem)")
+
+def train_models(options: DemoOptions, data: Path) -> dict[str, Path]:
+    """Train UNeXt and YOLOv9t-seg-long briefly; returns their best checkpoints."""
+    runs = options.out / "runs"
+    _step("train UNeXt (siamese two-timepoint stem)")
     weights = {"unext": _train_unext(options, data, runs)}
-    _step("4/7 train YOLOv9t-seg-long (siamese stem) with the ultralytics trainer")
+    _step("train YOLOv9t-seg-long (siamese stem) with the ultralytics trainer")
     weights["yolo"] = _train_yolo(options, data, runs)
+    return weights
 
-    _step("5/7 predict the validation slices")
+
+def score_methods(options: DemoOptions, weights: dict[str, Path]) -> pd.DataFrame:
+    """Predict the validation slices of ``options.out``'s export, fuse every way, score against the consensus."""
+    out = options.out
+    phantom, export, preds, results = (out / p for p in ("phantom", "export", "preds", "results"))
+    _step("predict the validation slices")
     _predict(options, export, weights, preds)
 
-    _step("6/7 reassemble, vote, and the subtraction baseline")
+    _step("reassemble, vote, and the subtraction baseline")
     folders = {"Subtraction baseline": results / "subtraction"}
     _subtraction(options, phantom, folders["Subtraction baseline"])
     folders.update(_reassemble_all(options, export, preds, results))
 
-    _step("7/7 evaluate (MSSEG-2 rules, against the consensus)")
+    _step("evaluate (MSSEG-2 rules, against the consensus)")
     scores = {
         name: _score(folder, phantom, out / "evaluation" / folder.name, figures=name == METHODS[-1].name)
         for name, folder in folders.items()
     }
-    report = pd.DataFrame(scores).T.rename_axis("method")
-    text = report.to_string(float_format=lambda v: f"{v:.3f}")
-    with atomic_path(out / "results.md") as tmp:
+    return pd.DataFrame(scores).T.rename_axis("method")
+
+
+def format_report(report: pd.DataFrame) -> str:
+    return report.to_string(float_format=lambda v: f"{v:.3f}")
+
+
+def run_demo(options: DemoOptions) -> pd.DataFrame:
+    """Run every step and return the results table (one row per method, scores vs the consensus)."""
+    start = time.perf_counter()
+    report = score_methods(options, train_models(options, prepare_data(options)))
+    text = format_report(report)
+    with atomic_path(options.out / "results.md") as tmp:
         tmp.write_text(
-            f"# mslong demo: {options.val_cases} validation patients of {len(table)}\n\n```\n{text}\n```\n"
+            f"# mslong demo: {options.val_cases} validation patients of {options.cases}\n\n```\n{text}\n```\n"
         )
+    figures = options.out / "evaluation" / _folder_name(METHODS[-1]) / "figures"
     print(f"\n{text}")
     print(
-        f"\nmslong demo: {len(folders)} methods scored on {options.val_cases} validation patients in "
-        f"{time.perf_counter() - start:.0f} s; tables in {out / 'results.md'}, figures in "
-        f"{out / 'evaluation' / folders[METHODS[-1].name].name / 'figures'}"
+        f"\nmslong demo: {len(report)} methods scored on {options.val_cases} validation patients in "
+        f"{time.perf_counter() - start:.0f} s; tables in {options.out / 'results.md'}, figures in {figures}"
     )
     return report
