@@ -194,7 +194,7 @@ def _markdown(table: pd.DataFrame) -> str:
 def _aggregate(rows: pd.DataFrame, by: list[str]) -> pd.DataFrame:
     """Mean scores over cases with lesions; false positives on cases without."""
     empty = rows["ref_lesions"] == 0
-    scores = rows.groupby(by)[list(SCORES)].mean()
+    scores = rows[~empty].groupby(by)[list(SCORES)].mean()  # as the text says: cases with new lesions
     counts = rows.groupby(by).size().rename("cases")
     empties = (
         rows[empty]
