@@ -118,12 +118,13 @@ def segment_patient(
         raise InputError(time01, f"cannot be aligned with {Path(time02).name}: {error}") from None
     if predictors:
         views = predict_views(prepared, predictors, batch=batch)
-    else:
+    else:  # one view, nothing to vote on
         views = [
             subtraction_baseline(
                 prepared.normalised["t1n"], prepared.normalised["t0n"], spacing, head=prepared.head
             )
         ]
+        vote = "none"
     mask, prob = reassemble_case(prepared.geometry, views, vote, min_votes, threshold, min_size_mm3)
     save_nifti(mask.astype(np.uint8), t1_img.affine, out, header=t1_img.header)
     if save_prob:
