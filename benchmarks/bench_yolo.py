@@ -52,7 +52,7 @@ def _row(data: Path, work: Path, device: str, args: argparse.Namespace) -> dict[
     )
     start = time.perf_counter()
     YOLO(str(init)).train(
-        **RECOMMENDED_TRAIN_ARGS, mosaic=0.0,  # as mslong demo: mosaic shrinks lesions of a few pixels
+        **{**RECOMMENDED_TRAIN_ARGS, "mosaic": 0.0},  # as mslong demo: mosaic shrinks lesions of a few pixels
         data=str(data), epochs=args.epochs, imgsz=args.imgsz, batch=args.batch, workers=0, device=device,
         plots=False, val=False, project=str(work / "runs"), name=device, exist_ok=True, verbose=False, seed=0,
     )  # fmt: skip
