@@ -17,6 +17,9 @@ The vote modes, on ``n`` views ``p_1..p_n`` (``k = min(min_votes, n)``):
   candidate survives when at least ``k`` views detect it. Inside a candidate the fused
   probability is the mean over the views that detected it (elsewhere the mean of all
   views); a survivor keeps its voxels where that fused probability exceeds ``threshold``.
+  A candidate is one lesion hypothesis, so it yields at most one lesion: where averaging
+  splits its extent into pieces (the views agree on the two ends of a rim but not on its
+  middle), only the largest piece is kept instead of counting one lesion twice.
 
 Every mode then drops lesions of ``min_size_mm3`` or less (6-connected, the MSSEG-2 rule,
 :func:`slicer.lesions.remove_small_lesions` with the export spacing; 0 keeps everything).
@@ -75,7 +78,23 @@ def _triplanar(
         count += weight
     outside = candidates == 0
     prob = np.where(outside, np.mean(views, axis=0), total / np.maximum(count, 1)).astype(np.float32)
-    return survives[candidates] & (prob > threshold), prob
+    return _largest_piece_per_candidate(survives[candidates] & (prob > threshold), candidates), prob
+
+
+def _largest_piece_per_candidate(mask: np.ndarray, candidates: np.ndarray) -> np.ndarray:
+    """``mask`` (inside the candidates) with only the largest 6-connected piece of each candidate."""
+    pieces, n_pieces = cc3d.connected_components(mask, connectivity=6, return_N=True)
+    if n_pieces == 0:
+        return mask
+    sizes = np.bincount(pieces.ravel(), minlength=n_pieces + 1)
+    owner = np.zeros(n_pieces + 1, np.int64)
+    owner[pieces[mask]] = candidates[mask]  # a connected piece lies in exactly one candidate
+    by_owner_then_size = np.lexsort((sizes[1:], owner[1:])) + 1
+    owners = owner[by_owner_then_size]
+    largest = by_owner_then_size[np.append(owners[1:] != owners[:-1], True)]
+    keep = np.zeros(n_pieces + 1, dtype=bool)
+    keep[largest] = True
+    return keep[pieces]
 
 
 def fuse_views(

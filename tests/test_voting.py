@@ -58,6 +58,20 @@ def test_triplanar_keeps_voxels_where_detecting_views_agree() -> None:
     assert mask[5:9, 5:9, 6:9].all() and mask.sum() == 4 * 4 * 3
 
 
+def test_triplanar_candidate_split_by_the_mean_stays_one_lesion() -> None:
+    # a rim all three views see at both ends, and only one view in the middle
+    ends = np.zeros(SHAPE, np.float32)
+    ends[5:8, 5:8, 4:7] = 0.9  # 27 voxels
+    ends[5:8, 5:8, 10:12] = 0.9  # 18 voxels
+    middle = ends.copy()
+    middle[5:8, 5:8, 7:10] = 0.9
+    mask, _ = fuse_views([middle, ends, ends], "triplanar", min_votes=2, min_size_mm3=0)
+    assert mask.sum() == 27 and mask[5:8, 5:8, 4:7].all()  # the larger end only
+    # two separate candidates keep a lesion each
+    mask, _ = fuse_views([ends, ends, ends], "triplanar", min_votes=2, min_size_mm3=0)
+    assert mask.sum() == 45
+
+
 def test_lesion_in_other_view_does_not_vote_for_a_distant_one() -> None:
     a, b = _cube(2), _cube(12)
     mask = fuse_views([a, b, np.zeros(SHAPE, np.float32)], "triplanar", min_votes=2)[0]
