@@ -8,7 +8,10 @@ the comparison with the subtraction baseline, write figures and ``results.md``.
 
 from __future__ import annotations
 
+import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -102,55 +105,86 @@ def _train_unext(options: DemoOptions, data: Path, runs: Path) -> Path:
     return result.run_dir / "weights" / "best.pt"
 
 
-def _yolo_data(options: DemoOptions, data: Path) -> Path:
+def _training_data(options: DemoOptions, data: Path) -> Path:
     """The export's dataset YAML with ``val`` cut to a seeded sample (lesion slices first).
 
-    Ultralytics validates after the last epoch even with ``val=False``; on a CPU, a few hundred
-    slices say as much about training as the whole split at a fraction of the time.
+    Both trainers validate on it (UNeXt every epoch, to pick its best checkpoint; ultralytics
+    after the last epoch even with ``val=False``). On a CPU a few hundred slices say as much
+    about training as the whole split at a fraction of the time; the scores of the table come
+    from every validation slice, predicted after training.
     """
     manifest = pd.read_csv(data.parent / "manifest.csv")
     val = manifest[manifest["split"] == "val"].sample(frac=1.0, random_state=options.seed)
-    chosen = pd.concat([val[val["instances"] > 0], val[val["instances"] == 0]]).head(options.yolo_val_slices)
-    listing = data.parent / "yolo_val_sample.txt"
+    chosen = pd.concat([val[val["instances"] > 0], val[val["instances"] == 0]]).head(options.val_slices)
+    listing = data.parent / "val_sample.txt"
     with atomic_path(listing) as tmp:
         tmp.write_text("".join(f"./images/val/{stem}.tif\n" for stem in sorted(chosen["stem"])))
     config = {**yaml.safe_load(data.read_text()), "val": listing.name}
-    target = data.with_name(f"{data.stem}_yolo.yaml")
+    target = data.with_name(f"{data.stem}_train.yaml")
     with atomic_path(target) as tmp:
         tmp.write_text(yaml.safe_dump(config, sort_keys=False))
     return target
 
 
+@contextmanager
+def _ultralytics_on_every_core() -> Iterator[None]:
+    """Let ultralytics compute on every core this process may use (``OMP_NUM_THREADS`` if set).
+
+    On a CPU, ultralytics sets torch's threads to the cores minus one, leaving one for its
+    data-loading workers: one thread of two on a laptop, half the speed. The demo loads data
+    in its own process (``workers=0``), so the core it leaves would sit idle.
+    """
+    import torch
+    from ultralytics.utils import torch_utils
+
+    cores = int(os.environ.get("OMP_NUM_THREADS") or len(os.sched_getaffinity(0)))
+    before, saved = torch.get_num_threads(), torch_utils.NUM_THREADS
+    torch_utils.NUM_THREADS = cores
+    torch.set_num_threads(cores)
+    try:
+        yield
+    finally:
+        torch_utils.NUM_THREADS = saved
+        torch.set_num_threads(before)
+
+
 def _train_yolo(options: DemoOptions, data: Path, runs: Path) -> Path:
     from ultralytics import YOLO
 
-    from yolo_long.build import RECOMMENDED_TRAIN_ARGS, init_checkpoint
+    from yolo_long.build import init_checkpoint
 
     best = runs / "yolo" / "weights" / "best.pt"
     if best.exists() and not options.overwrite:
         print(f"kept {best}")
         return best
-    init = init_checkpoint("yolov9t-seg-long", "siamese", data, runs / "yolov9t-seg-long.pt", overwrite=True)
-    model = YOLO(str(init), task="segment")
-    model.train(
-        **{
-            **RECOMMENDED_TRAIN_ARGS,
-            "mosaic": 0.0,  # mosaic halves lesions that are already a few pixels wide
-            "val": False,  # validate once, after the last epoch
-            "data": str(_yolo_data(options, data)),
-            "epochs": options.yolo_epochs,
-            "imgsz": options.yolo_imgsz,
-            "batch": 8,
-            "project": str(runs.resolve()),
-            "name": "yolo",
-            "exist_ok": True,
-            "device": options.device or ("0" if _cuda() else "cpu"),
-            "workers": 0,
-            "seed": options.seed,
-            "plots": False,
-        }
-    )
+    with _ultralytics_on_every_core():
+        init = init_checkpoint(
+            "yolov9t-seg-long", "siamese", data, runs / "yolov9t-seg-long.pt", overwrite=True
+        )
+        YOLO(str(init), task="segment").train(**_yolo_train_args(options, data, runs))
     return best
+
+
+def _yolo_train_args(options: DemoOptions, data: Path, runs: Path) -> dict[str, object]:
+    from yolo_long.build import RECOMMENDED_TRAIN_ARGS
+
+    return {
+        **RECOMMENDED_TRAIN_ARGS,
+        "mosaic": 0.0,  # mosaic halves lesions that are already a few pixels wide
+        "val": False,  # validate once, after the last epoch
+        "warmup_epochs": 1.0,  # the default 3 would be a third of a short CPU run
+        "data": str(data),
+        "epochs": options.yolo_epochs,
+        "imgsz": options.yolo_imgsz,
+        "batch": 8,
+        "project": str(runs.resolve()),
+        "name": "yolo",
+        "exist_ok": True,
+        "device": options.device or ("0" if _cuda() else "cpu"),
+        "workers": 0,
+        "seed": options.seed,
+        "plots": False,
+    }
 
 
 def _cuda() -> bool:
@@ -165,7 +199,8 @@ def _predict(options: DemoOptions, export: Path, weights: dict[str, Path], preds
 
     images = export / "images" / "val"
     unext_predict(weights["unext"], images, preds / "unext", batch=16, device=options.device or "auto")
-    yolo_predict(weights["yolo"], images, preds / "yolo", batch=16, device=options.device)
+    with _ultralytics_on_every_core():
+        yolo_predict(weights["yolo"], images, preds / "yolo", batch=16, device=options.device)
 
 
 def _subtraction(options: DemoOptions, phantom: Path, out: Path) -> None:
@@ -249,6 +284,7 @@ def prepare_data(options: DemoOptions) -> Path:
 def train_models(options: DemoOptions, data: Path) -> dict[str, Path]:
     """Train UNeXt and YOLOv9t-seg-long briefly; returns their best checkpoints."""
     runs = options.out / "runs"
+    data = _training_data(options, data)
     _step("train UNeXt (siamese two-timepoint stem)")
     weights = {"unext": _train_unext(options, data, runs)}
     _step("train YOLOv9t-seg-long (siamese stem) with the ultralytics trainer")

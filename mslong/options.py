@@ -16,11 +16,12 @@ class DemoOptions:
     voxel: float = 1.5
     seed: int = 0
     val_cases: int = 6
-    unext_epochs: int = 8
-    yolo_epochs: int = 10
+    unext_epochs: int = 12
+    yolo_epochs: int = 8
     # 1.5 mm slices are ~110x130 px and lesions a few pixels: YOLO sees them upsampled.
     yolo_imgsz: int = 224
-    # Slices ultralytics validates on while training (a sample of the validation split).
-    yolo_val_slices: int = 300
+    # Slices each trainer validates on while training (a sample of the validation split):
+    # validating on all ~2000 every epoch would cost as much as the training itself.
+    val_slices: int = 400
     device: str | None = None
     overwrite: bool = False

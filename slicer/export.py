@@ -46,7 +46,9 @@ class ExportOptions:
     """Everything ``slicer export`` can be asked; see ``slicer export --help``.
 
     ``drop_empty_fraction`` is the share of lesion-free slices left out of *training*
-    cases (drawn with ``seed``); validation and test cases keep every slice.
+    cases, the quietest first (fewest voxels brightening from t0 to t1, ties drawn with
+    ``seed``), so enlarging lesions and scanner artefacts stay in as hard negatives;
+    validation and test cases keep every slice.
     """
 
     dataset: str

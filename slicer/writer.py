@@ -18,6 +18,7 @@ import tifffile
 
 from slicer.geometry import AXIS_OF, slice_image
 from slicer.labels import yolo_lines
+from slicer.normalise import brightening_z
 from slicer.prepare import PreparedCase, slice_channels
 
 __all__ = ["MANIFEST_COLUMNS", "stem_of", "case_paths", "write_case_slices", "remove_files"]
@@ -35,6 +36,11 @@ MANIFEST_COLUMNS = (
     "instances",
 )
 TIFF_OPTIONS = {"compression": "zlib", "compressionargs": {"level": 1}, "photometric": "minisblack"}
+# Lesion-free slices with voxels brightening this much (robust z of the difference smoothed at
+# CHANGE_SIGMA_MM) show enlarging lesions, scanner or registration artefacts: the hard negatives
+# a model must learn to ignore, kept before quiet slices when empty slices are thinned out.
+CHANGE_Z = 4.0
+CHANGE_SIGMA_MM = 1.5
 
 
 def stem_of(case: str, orientation: str, index: int) -> str:
@@ -55,20 +61,40 @@ def remove_files(paths: Sequence[Path]) -> None:
         Path(path).unlink(missing_ok=True)
 
 
+def _change_map(prepared: PreparedCase) -> np.ndarray:
+    """Voxels that brighten markedly from t0 to t1 (all False without t0)."""
+    normalised = prepared.normalised
+    if "t0n" not in normalised:
+        return np.zeros(prepared.geometry.shape, dtype=bool)
+    sigma = CHANGE_SIGMA_MM / prepared.geometry.spacing
+    return brightening_z(normalised["t1n"], normalised["t0n"], prepared.head, sigma) > CHANGE_Z
+
+
 def _kept_slices(
-    prepared: PreparedCase, orientation: str, drop_empty: float, rng: np.random.Generator
+    prepared: PreparedCase,
+    orientation: str,
+    drop_empty: float,
+    rng: np.random.Generator,
+    change: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Slice indices to write and their lesion pixel counts (lesion-free ones thinned by ``drop_empty``)."""
+    """Slice indices to write and their lesion pixel counts.
+
+    ``drop_empty`` of the lesion-free slices are left out, those with the fewest ``change``
+    voxels first (ties in random order): a thinned training set keeps its hard negatives.
+    """
     axis = AXIS_OF[orientation]
     n = prepared.geometry.shape[axis]
+    others = tuple(a for a in range(3) if a != axis)
     if prepared.mask is None:
         pixels = np.zeros(n, dtype=np.int64)
     else:
-        pixels = prepared.mask.sum(axis=tuple(a for a in range(3) if a != axis), dtype=np.int64)
+        pixels = prepared.mask.sum(axis=others, dtype=np.int64)
     keep = np.ones(n, dtype=bool)
-    empty = np.flatnonzero(pixels == 0)
+    empty = rng.permutation(np.flatnonzero(pixels == 0))
     if drop_empty > 0 and len(empty):
-        keep[rng.choice(empty, size=round(drop_empty * len(empty)), replace=False)] = False
+        changed = np.zeros(n, np.int64) if change is None else change.sum(axis=others, dtype=np.int64)
+        quietest_first = empty[np.argsort(changed[empty], kind="stable")]
+        keep[quietest_first[: round(drop_empty * len(empty))]] = False
     return np.flatnonzero(keep), pixels
 
 
@@ -95,9 +121,11 @@ def write_case_slices(
     zeros = np.zeros(prepared.geometry.shape, np.uint8)
     label = prepared.mask if prepared.mask is not None else zeros
     pictured = prepared.soft if prepared.soft is not None else label * np.uint8(255)
+    drop_empty = drop_empty if split == "train" else 0.0
+    change = _change_map(prepared) if drop_empty > 0 else None
     rows = []
     for orientation in orientations:
-        indices, pixels = _kept_slices(prepared, orientation, drop_empty if split == "train" else 0.0, rng)
+        indices, pixels = _kept_slices(prepared, orientation, drop_empty, rng, change)
         for index in indices:
             stem = stem_of(case, orientation, int(index))
             image_path, label_path, mask_path = case_paths(out, split, stem)

@@ -19,7 +19,7 @@ def test_miniature_demo_scores_every_method(tmp_path: Path) -> None:
         unext_epochs=1,
         yolo_epochs=1,
         yolo_imgsz=64,
-        yolo_val_slices=16,
+        val_slices=16,
         device="cpu",
     )
     report = run_demo(options)

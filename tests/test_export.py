@@ -176,3 +176,26 @@ def test_bad_input_exits_2_and_writes_nothing(
     assert len(errors) == 1 and lines[-1].startswith("error: ")
     assert words in lines[-1] and file in lines[-1]
     assert not [p for p in out.rglob("*") if p.is_file()] if out.exists() else True
+
+
+def test_thinning_keeps_lesion_free_slices_that_brighten() -> None:
+    from slicer.geometry import AXIS_OF
+    from slicer.prepare import prepare_case
+    from slicer.writer import _change_map, _kept_slices
+
+    rng = np.random.default_rng(0)
+    grid = np.indices((40, 40, 40)).astype(np.float32)
+    head = ((grid - 19.5) ** 2).sum(axis=0) < 16**2
+    t0 = np.where(head, 100.0, 0.0) + rng.normal(0, 2, head.shape)
+    t1 = t0 + rng.normal(0, 2, head.shape)
+    t1[18:22, 18:22, 12:15] += 80.0  # an enlarging lesion: bright at t1 only, not a new lesion
+    img = nib.Nifti1Image(t1.astype(np.float32), np.eye(4))
+    prepared = prepare_case(t1, img, t0, img, np.zeros(head.shape, np.uint8), register="none")
+    axis = AXIS_OF["axial"]
+    others = tuple(a for a in range(3) if a != axis)
+    brightening = (prepared.normalised["t1n"] - prepared.normalised["t0n"]).sum(axis=others)
+    hardest = int(np.argmax(brightening))
+    n_slices = prepared.geometry.shape[axis]
+    kept, _ = _kept_slices(prepared, "axial", 0.9, np.random.default_rng(0), _change_map(prepared))
+    assert len(kept) == n_slices - round(0.9 * n_slices) and hardest in kept
+    assert np.all(np.abs(kept - hardest) <= 3)  # the lesion's slices, not quiet ones

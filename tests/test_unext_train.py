@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from slicer.dataset_yaml import read_export_yaml
+from slicer.errors import InputError
 from slicer.predictions import encode_probability
 from unext_long.cli import main
 from unext_long.data import SliceDataset, list_images, mask_path, pad_collate, read_image
@@ -126,3 +127,14 @@ def test_an_existing_run_is_not_overwritten_silently(trained_run: Path, phantom_
     )
     with pytest.raises(Exception, match="--resume"):
         train(options)
+
+
+def test_list_images_reads_a_txt_listing(phantom_export: Path, tmp_path: Path) -> None:
+    chosen = list_images(phantom_export / "images" / "val")[:3]
+    (tmp_path / "images").symlink_to(phantom_export / "images")
+    listing = tmp_path / "sample.txt"
+    listing.write_text(f"{chosen[2]}\n" + "".join(f"./images/val/{p.name}\n" for p in chosen[:2]))
+    assert [p.name for p in list_images(listing)] == [p.name for p in chosen]
+    listing.write_text("./images/val/nowhere.tif\n")
+    with pytest.raises(InputError, match="missing slice"):
+        list_images(listing)

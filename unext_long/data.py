@@ -41,15 +41,26 @@ __all__ = [
 UNJITTERED_GROUPS = ("diff",)
 
 
-def list_images(folder: str | Path) -> list[Path]:
-    """The ``.tif`` slices of an images folder, sorted by name."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise InputError(folder, "images folder not found")
-    images = sorted(folder.glob("*.tif"))
+def list_images(source: str | Path) -> list[Path]:
+    """The ``.tif`` slices of an images folder, or those a ``.txt`` listing names, sorted by name.
+
+    A listing holds one path per line, relative to the listing's folder unless absolute (the
+    ultralytics convention, so one dataset YAML serves both trainers).
+    """
+    source = Path(source)
+    if source.suffix == ".txt" and source.is_file():
+        lines = [line.strip() for line in source.read_text().splitlines() if line.strip()]
+        images = [path if path.is_absolute() else source.parent / path for path in map(Path, lines)]
+        missing = [path for path in images if not path.is_file()]
+        if missing:
+            raise InputError(source, f"lists {len(missing)} missing slice(s), e.g. {missing[0]}")
+    elif source.is_dir():
+        images = list(source.glob("*.tif"))
+    else:
+        raise InputError(source, "images folder not found")
     if not images:
-        raise InputError(folder, "holds no .tif slices")
-    return images
+        raise InputError(source, "holds no .tif slices")
+    return sorted(images, key=lambda path: path.name)
 
 
 def mask_path(image: str | Path) -> Path:
