@@ -8,10 +8,7 @@ the comparison with the subtraction baseline, write figures and ``results.md``.
 
 from __future__ import annotations
 
-import os
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -126,28 +123,6 @@ def _training_data(options: DemoOptions, data: Path) -> Path:
     return target
 
 
-@contextmanager
-def _ultralytics_on_every_core() -> Iterator[None]:
-    """Let ultralytics compute on every core this process may use (``OMP_NUM_THREADS`` if set).
-
-    On a CPU, ultralytics sets torch's threads to the cores minus one, leaving one for its
-    data-loading workers: one thread of two on a laptop, half the speed. The demo loads data
-    in its own process (``workers=0``), so the core it leaves would sit idle.
-    """
-    import torch
-    from ultralytics.utils import torch_utils
-
-    cores = int(os.environ.get("OMP_NUM_THREADS") or len(os.sched_getaffinity(0)))
-    before, saved = torch.get_num_threads(), torch_utils.NUM_THREADS
-    torch_utils.NUM_THREADS = cores
-    torch.set_num_threads(cores)
-    try:
-        yield
-    finally:
-        torch_utils.NUM_THREADS = saved
-        torch.set_num_threads(before)
-
-
 def _train_yolo(options: DemoOptions, data: Path, runs: Path) -> Path:
     from ultralytics import YOLO
 
@@ -157,11 +132,8 @@ def _train_yolo(options: DemoOptions, data: Path, runs: Path) -> Path:
     if best.exists() and not options.overwrite:
         print(f"kept {best}")
         return best
-    with _ultralytics_on_every_core():
-        init = init_checkpoint(
-            "yolov9t-seg-long", "siamese", data, runs / "yolov9t-seg-long.pt", overwrite=True
-        )
-        YOLO(str(init), task="segment").train(**_yolo_train_args(options, data, runs))
+    init = init_checkpoint("yolov9t-seg-long", "siamese", data, runs / "yolov9t-seg-long.pt", overwrite=True)
+    YOLO(str(init), task="segment").train(**_yolo_train_args(options, data, runs))
     return best
 
 
@@ -199,8 +171,7 @@ def _predict(options: DemoOptions, export: Path, weights: dict[str, Path], preds
 
     images = export / "images" / "val"
     unext_predict(weights["unext"], images, preds / "unext", batch=16, device=options.device or "auto")
-    with _ultralytics_on_every_core():
-        yolo_predict(weights["yolo"], images, preds / "yolo", batch=16, device=options.device)
+    yolo_predict(weights["yolo"], images, preds / "yolo", batch=16, device=options.device)
 
 
 def _subtraction(options: DemoOptions, phantom: Path, out: Path) -> None:
