@@ -90,8 +90,9 @@ def _kept_slices(
     else:
         pixels = prepared.mask.sum(axis=others, dtype=np.int64)
     keep = np.ones(n, dtype=bool)
-    empty = rng.permutation(np.flatnonzero(pixels == 0))
+    empty = np.flatnonzero(pixels == 0)
     if drop_empty > 0 and len(empty):
+        empty = rng.permutation(empty)  # ties in random order
         changed = np.zeros(n, np.int64) if change is None else change.sum(axis=others, dtype=np.int64)
         quietest_first = empty[np.argsort(changed[empty], kind="stable")]
         keep[quietest_first[: round(drop_empty * len(empty))]] = False
