@@ -1,4 +1,9 @@
-"""Writing one prepared case as 2D files: TIFF images, YOLO labels, mask PNGs, manifest rows.
+"""One prepared case as 2D files (TIFF images, YOLO labels, mask PNGs, manifest rows), and back.
+
+:func:`write_case_slices` writes them; :func:`read_slice_image` reads one image back for
+every consumer (both networks' predictors and datasets, fusion), and
+:func:`read_source_volume` stacks one channel source (``t0``, ``t1``...) of a case's
+slices back into its export-grid volume.
 
 TIFFs are written with tifffile, zlib level 1: about half the size of raw pages for a
 few milliseconds per slice, and readable both by tifffile and by OpenCV
@@ -11,17 +16,31 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 import tifffile
 
-from slicer.geometry import AXIS_OF, slice_image
+from slicer.errors import InputError
+from slicer.geometry import AXIS_OF, ORIENTATIONS, slice_image, volume_from_images
 from slicer.labels import yolo_lines
 from slicer.normalise import brightening_z
 from slicer.prepare import PreparedCase, slice_channels
 
-__all__ = ["MANIFEST_COLUMNS", "stem_of", "case_paths", "write_case_slices", "remove_files"]
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = [
+    "MANIFEST_COLUMNS",
+    "stem_of",
+    "case_paths",
+    "write_case_slices",
+    "remove_files",
+    "read_slice_image",
+    "source_channel",
+    "read_source_volume",
+]
 
 MANIFEST_COLUMNS = (
     "stem",
@@ -152,3 +171,44 @@ def write_case_slices(
                 }
             )
     return rows
+
+
+def read_slice_image(path: str | Path, channels: int | None = None) -> np.ndarray:
+    """One exported slice as a uint8 ``(C, H, W)`` array, checking dtype and channel count."""
+    try:
+        image = tifffile.imread(path)
+    except (OSError, ValueError) as error:
+        raise InputError(path, f"cannot be read as TIFF ({error})") from None
+    if image.ndim == 2:
+        image = image[None]
+    if image.ndim != 3 or image.dtype != np.uint8:
+        raise InputError(path, f"expected a uint8 (C, H, W) image, got {image.dtype} {image.shape}")
+    if channels is not None and image.shape[0] != channels:
+        raise InputError(path, f"has {image.shape[0]} channels, expected {channels}")
+    return image
+
+
+def source_channel(recipe: Sequence[str], context: int, source: str) -> int | None:
+    """Index of the centre-slice channel of ``source`` in images of ``recipe``; None if absent."""
+    if source not in recipe:
+        return None
+    return list(recipe).index(source) * (2 * context + 1) + context
+
+
+def read_source_volume(
+    export: Path, rows: pd.DataFrame, shape: tuple[int, int, int], channel: int
+) -> np.ndarray:
+    """One channel of a case's exported slices stacked back into its uint8 export-grid volume.
+
+    ``rows`` are the case's manifest rows (a DataFrame); slices of one orientation suffice, the
+    first of :data:`~slicer.geometry.ORIENTATIONS` present is read. Slices left out of the
+    export (thinned training cases) stay zero.
+    """
+    present = set(rows["orientation"])
+    orientation = next(o for o in ORIENTATIONS if o in present)
+    chosen = rows[rows["orientation"] == orientation]
+    images = {
+        int(row.index): read_slice_image(case_paths(export, str(row.split), str(row.stem))[0])[channel]
+        for row in chosen.itertuples(index=False)
+    }
+    return volume_from_images(images, orientation, shape, np.uint8)

@@ -14,8 +14,9 @@ import torch
 from slicer.dataset_yaml import read_export_yaml
 from slicer.errors import InputError
 from slicer.predictions import encode_probability
+from slicer.writer import read_slice_image
 from unext_long.cli import main
-from unext_long.data import SliceDataset, list_images, mask_path, pad_collate, read_image
+from unext_long.data import SliceDataset, list_images, mask_path, pad_collate
 from unext_long.predict import load_model, predict_folder, predict_images
 from unext_long.train import TrainOptions, train
 
@@ -92,7 +93,7 @@ def test_predict_writes_one_png_per_slice_of_the_same_size(trained_run: Path, ph
         mask = cv2.imread(str(mask_path(path)), cv2.IMREAD_UNCHANGED)
         assert png.dtype == np.uint8 and png.shape == mask.shape
     # The in-memory API gives exactly what the files hold.
-    probs = predict_images(model, [read_image(p) for p in images], batch=3)
+    probs = predict_images(model, [read_slice_image(p) for p in images], batch=3)
     for path, prob in zip(images, probs, strict=True):
         assert np.array_equal(
             encode_probability(prob), cv2.imread(str(out / f"{path.stem}.png"), cv2.IMREAD_UNCHANGED)

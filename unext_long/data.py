@@ -15,17 +15,16 @@ from pathlib import Path
 import albumentations as A
 import cv2
 import numpy as np
-import tifffile
 import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset, WeightedRandomSampler
 
 from slicer.errors import InputError
+from slicer.writer import read_slice_image
 
 __all__ = [
     "list_images",
     "mask_path",
-    "read_image",
     "read_mask",
     "image_to_tensor",
     "lesion_flags",
@@ -74,21 +73,6 @@ def mask_path(image: str | Path) -> Path:
         raise InputError(image, "is not inside an images/ folder, so its mask cannot be found")
     parts[len(parts) - 1 - parts[::-1].index("images")] = "masks"
     return Path(*parts)
-
-
-def read_image(path: str | Path, channels: int | None = None) -> np.ndarray:
-    """Read a slice as a uint8 ``(C, H, W)`` array, checking dtype and channel count."""
-    try:
-        image = tifffile.imread(path)
-    except (OSError, ValueError) as error:
-        raise InputError(path, f"cannot be read as TIFF ({error})") from None
-    if image.ndim == 2:
-        image = image[None]
-    if image.ndim != 3 or image.dtype != np.uint8:
-        raise InputError(path, f"expected a uint8 (C, H, W) image, got {image.dtype} {image.shape}")
-    if channels is not None and image.shape[0] != channels:
-        raise InputError(path, f"has {image.shape[0]} channels, expected {channels}")
-    return image
 
 
 def read_mask(path: str | Path, shape: tuple[int, int]) -> np.ndarray:
@@ -238,7 +222,7 @@ class SliceDataset(Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         path = self.images[index]
-        image = read_image(path, self.channels)
+        image = read_slice_image(path, self.channels)
         mask = read_mask(mask_path(path), image.shape[1:])
         if self.augment is None:
             return image_to_tensor(image), torch.from_numpy(mask)[None]

@@ -19,11 +19,15 @@ from tqdm import tqdm
 
 from slicer.errors import InputError
 from slicer.predictions import same_size_batches, write_probability_png
-from unext_long.data import image_to_tensor, list_images, read_image
+from slicer.writer import read_slice_image
+from unext_long.data import image_to_tensor, list_images
 from unext_long.model import UNeXt, create_model
 from unext_long.train import select_device
 
-__all__ = ["PredictResult", "load_model", "predict_images", "predict_folder"]
+__all__ = ["DECISION_THRESHOLD", "PredictResult", "load_model", "predict_images", "predict_folder"]
+
+# UNeXt's output is a sigmoid trained with Dice + BCE: 0.5 is its own decision boundary.
+DECISION_THRESHOLD = 0.5
 
 
 @dataclass
@@ -94,7 +98,7 @@ def predict_folder(
     images = list_images(source)
     todo = [p for p in images if overwrite or not (out / f"{p.stem}.png").is_file()]
     out.mkdir(parents=True, exist_ok=True)
-    stream = (read_image(p, config["in_channels"]) for p in todo)
+    stream = (read_slice_image(p, config["in_channels"]) for p in todo)
     bar = tqdm(zip(todo, predict_images(model, stream, batch), strict=True), total=len(todo), desc="predict")
     for path, prob in bar:
         write_probability_png(out / f"{path.stem}.png", prob)

@@ -23,9 +23,11 @@ import numpy as np
 
 from slicer.errors import InputError
 from slicer.predictions import same_size_batches, write_probability_png
+from slicer.writer import read_slice_image
 
 __all__ = [
     "DEFAULT_CONF",
+    "DECISION_THRESHOLD",
     "load_model",
     "predict_images",
     "probability_map",
@@ -34,6 +36,9 @@ __all__ = [
 ]
 
 DEFAULT_CONF = 0.05
+# Where YOLO itself calls a lesion: ultralytics' default prediction confidence. Fusion
+# thresholds YOLO's maps here (``reassemble --threshold``), not at UNeXt's 0.5.
+DECISION_THRESHOLD = 0.25
 
 
 def load_model(weights: str | Path, device: str | None = None) -> Any:
@@ -105,20 +110,6 @@ class PredictSummary:
         return f"wrote {self.written} probability PNGs to {self.out} ({self.skipped} already there, kept)"
 
 
-def _read_slice(path: Path, channels: int) -> np.ndarray:
-    import tifffile
-
-    try:
-        image = tifffile.imread(path)
-    except Exception as error:
-        raise InputError(path, f"unreadable TIFF ({type(error).__name__}: {error})") from None
-    if image.ndim == 2:
-        image = image[None]
-    if image.ndim != 3 or image.shape[0] != channels or image.dtype != np.uint8:
-        raise InputError(path, f"expected uint8 ({channels}, H, W), got {image.dtype} {image.shape}")
-    return image
-
-
 def predict_folder(
     weights: str | Path,
     source: str | Path,
@@ -144,7 +135,7 @@ def predict_folder(
     todo = [p for p in slices if overwrite or not (out / f"{p.stem}.png").exists()]
     model = load_model(weights, device) if todo else None
     channels = model.model.yaml["channels"] if model else 0
-    images = (_read_slice(path, channels) for path in todo)
+    images = (read_slice_image(path, channels) for path in todo)
     probs = predict_images(model, images, imgsz, conf, batch, device) if todo else iter(())
     out.mkdir(parents=True, exist_ok=True)
     for path, prob in tqdm(zip(todo, probs, strict=True), total=len(todo), desc="predict", unit="slice"):
