@@ -34,13 +34,23 @@ def reassemble_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--min-votes", type=int, default=2, help="views that must agree (default 2)")
     parser.add_argument(
-        "--threshold", type=float, default=0.5, help="probability a view must exceed (default 0.5)"
+        "--threshold",
+        type=float,
+        nargs="+",
+        default=[0.5],
+        help="probability a view must exceed (default 0.5); one value per --preds folder gives each "
+        "model its own operating point, e.g. 0.5 0.25 for UNeXt and YOLO",
     )
     parser.add_argument(
         "--min-size",
         type=float,
         default=MIN_LESION_MM3,
         help="drop lesions of this many mm³ or less (default 3)",
+    )
+    parser.add_argument(
+        "--keep-existing",
+        action="store_true",
+        help="keep lesions already hyperintense at baseline (default: drop them, they are not new)",
     )
     parser.add_argument("--save-prob", action="store_true", help="also write <case>_prob.nii.gz (float32)")
     parser.add_argument("--cases", nargs="+", default=(), help="only these case ids")
@@ -82,7 +92,8 @@ def _check_fraction(parser: argparse.ArgumentParser, value: float, flag: str) ->
 def reassemble_main(argv: Sequence[str] | None = None) -> None:
     parser = reassemble_parser()
     args = parser.parse_args(argv)
-    _check_fraction(parser, args.threshold, "--threshold")
+    for threshold in args.threshold:
+        _check_fraction(parser, threshold, "--threshold")
     if args.min_votes < 1:
         parser.error(f"--min-votes must be at least 1, got {args.min_votes}")
     from fusion.reassemble import ReassembleOptions, reassemble
@@ -95,6 +106,7 @@ def reassemble_main(argv: Sequence[str] | None = None) -> None:
         min_votes=args.min_votes,
         threshold=args.threshold,
         min_size_mm3=args.min_size,
+        keep_existing=args.keep_existing,
         save_prob=args.save_prob,
         cases=args.cases,
         split=args.split,

@@ -1,10 +1,12 @@
 """From per-slice probability PNGs back to one new-lesion mask per case, in the t1 grid.
 
 Layers, lowest first: :func:`read_views` (one case's PNGs -> probability volumes on the
-export grid), :func:`reassemble_case` (views -> fused mask and probability in the original
-grid, in memory; what the one-patient command uses), :func:`reassemble` (a whole export
-folder, written as ``<case>.nii.gz``). The slice <-> volume relation is the export
-contract's: :func:`slicer.geometry.volume_from_images`.
+export grid), :func:`reassemble_case` (views -> fused mask, without the lesions already
+there at baseline (:mod:`fusion.existing`), and probability in the original grid, in
+memory; what the one-patient command uses), :func:`reassemble` (a whole export folder,
+written as ``<case>.nii.gz``). The slice <-> volume relation is the export contract's:
+:func:`slicer.geometry.volume_from_images`; the baseline and follow-up volumes that rule
+needs are read back from the exported images' t0 and t1 channels.
 
 >>> reassemble(ReassembleOptions(slices="export", preds=["preds/unext"], out="seg"))  # doctest: +SKIP
 """
@@ -23,25 +25,31 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
+from fusion.existing import drop_existing_lesions
 from fusion.voting import Vote, fuse_views
 from slicer.errors import InputError
 from slicer.geometry import AXIS_OF, ORIENTATIONS, CaseGeometry, slice_image, volume_from_images
 from slicer.io import save_nifti
 from slicer.lesions import MIN_LESION_MM3
 from slicer.predictions import decode_probability
+from slicer.writer import read_source_volume, source_channel
 
 __all__ = [
     "MANIFEST_COLUMNS",
+    "Thresholds",
     "ReassembleOptions",
     "read_manifest",
     "read_probability_png",
     "read_views",
+    "read_baseline",
+    "folder_thresholds",
     "reassemble_case",
     "reassemble",
 ]
 
 MANIFEST_COLUMNS = ("stem", "case", "split", "orientation", "index", "height", "width")
 READ_THREADS = 4  # PNG decoding releases the GIL; a few threads hide the file system latency
+Thresholds = float | Sequence[float]
 
 
 @dataclass
@@ -53,8 +61,11 @@ class ReassembleOptions:
     out: Path | str
     vote: Vote = "triplanar"
     min_votes: int = 2
-    threshold: float = 0.5
+    # One probability threshold for every folder, or one per folder of ``preds``.
+    threshold: Thresholds = 0.5
     min_size_mm3: float = MIN_LESION_MM3
+    # Keep lesions already hyperintense at baseline (default: drop them, see fusion.existing).
+    keep_existing: bool = False
     save_prob: bool = False
     cases: Sequence[str] = field(default_factory=tuple)
     split: str | None = None
@@ -149,16 +160,48 @@ def reassemble_case(
     views: Sequence[np.ndarray],
     vote: Vote = "triplanar",
     min_votes: int = 2,
-    threshold: float = 0.5,
+    threshold: float | Sequence[float] = 0.5,
     min_size_mm3: float = MIN_LESION_MM3,
+    baseline: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Fuse export-grid views and map the result to the original t1 grid.
+
+    Args:
+        threshold: one value, or one per view (see :func:`fusion.voting.fuse_views`).
+        baseline: ``(t0, t1)`` on the export grid: lesions already hyperintense at baseline
+            are dropped (:func:`fusion.existing.drop_existing_lesions`); None keeps them.
 
     Returns ``(mask, prob)``: uint8 binary mask (nearest neighbour, exact) and float32
     probability (linear interpolation), both of ``geometry.original_shape``.
     """
     mask, prob = fuse_views(views, vote, min_votes, threshold, min_size_mm3, geometry.spacing)
+    if baseline is not None:
+        mask = drop_existing_lesions(mask, *baseline, spacing=geometry.spacing).astype(np.uint8)
     return geometry.to_original(mask, order=0), geometry.to_original(prob, order=1)
+
+
+def folder_thresholds(threshold: Thresholds, folders: int, source: str = "--threshold") -> list[float]:
+    """One threshold per prediction folder from one value or one per folder."""
+    values = [float(threshold)] if np.isscalar(threshold) else [float(t) for t in threshold]
+    if len(values) == 1:
+        values *= folders
+    if len(values) != folders:
+        raise InputError(source, f"give one threshold, or one per model ({folders}), not {len(values)}")
+    lowest = 0.0 if len(set(values)) == 1 else np.nextafter(0.0, 1.0)  # calibrating divides by it
+    if not all(lowest <= t < 1.0 for t in values):
+        raise InputError(source, f"thresholds must lie in {'[0' if lowest == 0 else '(0'}, 1), got {values}")
+    return values
+
+
+def read_baseline(
+    export: Path, rows: pd.DataFrame, geometry: CaseGeometry
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """The case's ``(t0, t1)`` export-grid volumes from its slices' centre channels (None without t0)."""
+    recipe, context = geometry.extra.get("recipe") or [], int(geometry.extra.get("context", 0))
+    channels = [source_channel(recipe, context, source) for source in ("t0", "t1")]
+    if None in channels:
+        return None
+    return tuple(read_source_volume(export, rows, geometry.shape, channel) for channel in channels)
 
 
 def _t1_header(geometry: CaseGeometry) -> nib.Nifti1Header | None:
@@ -199,6 +242,7 @@ def reassemble(options: ReassembleOptions) -> list[Path]:
     # Only the chosen planes become views (e.g. a single-plane model: --orientations axial).
     manifest = manifest[manifest["orientation"].isin(options.orientations)]
     pred_dirs = [Path(p) for p in options.preds]
+    thresholds = folder_thresholds(options.threshold, len(pred_dirs))
     listings = []
     for pred_dir in pred_dirs:
         if not pred_dir.is_dir():
@@ -218,9 +262,8 @@ def reassemble(options: ReassembleOptions) -> list[Path]:
         prob_target = out / f"{case}_prob.nii.gz"
         done = target.is_file() and (prob_target.is_file() or not options.save_prob)
         if not done or options.overwrite:
-            _write_case(
-                case, manifest[manifest["case"] == case], geometries[case], pred_dirs, listings, options
-            )
+            rows = manifest[manifest["case"] == case]
+            _write_case(case, rows, geometries[case], pred_dirs, listings, thresholds, options)
         written.append(target)
     return written
 
@@ -231,15 +274,18 @@ def _write_case(
     geometry: CaseGeometry,
     pred_dirs: Sequence[Path],
     listings: Sequence[set[str]],
+    thresholds_per_folder: Sequence[float],
     options: ReassembleOptions,
 ) -> None:
-    views = [
-        view
-        for pred_dir, listing in zip(pred_dirs, listings, strict=True)
-        for view in read_views(rows, geometry, pred_dir, listing)
-    ]
+    views, thresholds = [], []
+    for pred_dir, listing, threshold in zip(pred_dirs, listings, thresholds_per_folder, strict=True):
+        folder_views = read_views(rows, geometry, pred_dir, listing)
+        views += folder_views
+        thresholds += [threshold] * len(folder_views)
+    baseline = None if options.keep_existing else read_baseline(Path(options.slices), rows, geometry)
+    threshold = thresholds[0] if len(set(thresholds)) == 1 else thresholds
     mask, prob = reassemble_case(
-        geometry, views, options.vote, options.min_votes, options.threshold, options.min_size_mm3
+        geometry, views, options.vote, options.min_votes, threshold, options.min_size_mm3, baseline
     )
     affine, header = np.asarray(geometry.original_affine), _t1_header(geometry)
     out = Path(options.out)

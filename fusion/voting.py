@@ -21,6 +21,11 @@ The vote modes, on ``n`` views ``p_1..p_n`` (``k = min(min_votes, n)``):
   splits its extent into pieces (the views agree on the two ends of a rim but not on its
   middle), only the largest piece is kept instead of counting one lesion twice.
 
+Models are calibrated differently (a short-trained YOLO's confidence rarely passes 0.5), so
+``threshold`` may also give one value per view: each view is then first mapped piecewise
+linearly so that its own threshold lands on 0.5 (0 and 1 stay put, order is kept), and
+the fusion runs at 0.5. A view marks exactly the voxels it marked at its own threshold.
+
 Every mode then drops lesions of ``min_size_mm3`` or less (6-connected, the MSSEG-2 rule,
 :func:`slicer.lesions.remove_small_lesions` with the export spacing; 0 keeps everything).
 On identical views every mode returns that view's binary map exactly (minus lesions below
@@ -45,10 +50,23 @@ import numpy as np
 
 from slicer.lesions import MIN_LESION_MM3, remove_small_lesions
 
-__all__ = ["VOTE_MODES", "Vote", "fuse_views", "lesion_votes"]
+__all__ = ["VOTE_MODES", "Vote", "fuse_views", "lesion_votes", "calibrate"]
 
 Vote = Literal["none", "mean", "majority", "triplanar"]
 VOTE_MODES: tuple[str, ...] = ("none", "mean", "majority", "triplanar")
+
+
+def calibrate(prob: np.ndarray, threshold: float) -> np.ndarray:
+    """``prob`` mapped piecewise linearly so that ``threshold`` becomes 0.5 (0 and 1 stay).
+
+    >>> calibrate(np.array([0.0, 0.125, 0.25, 0.625, 1.0]), 0.25).tolist()
+    [0.0, 0.25, 0.5, 0.75, 1.0]
+    """
+    if not 0.0 < threshold < 1.0:
+        raise ValueError(f"a per-view threshold must lie in (0, 1), got {threshold}")
+    low = prob * np.float32(0.5 / threshold)
+    high = np.float32(0.5) + (prob - np.float32(threshold)) * np.float32(0.5 / (1.0 - threshold))
+    return np.where(prob <= threshold, low, high).astype(np.float32)
 
 
 def lesion_votes(candidates: np.ndarray, n_candidates: int, binaries: Sequence[np.ndarray]) -> np.ndarray:
@@ -101,7 +119,7 @@ def fuse_views(
     views: Sequence[np.ndarray],
     vote: Vote = "triplanar",
     min_votes: int = 2,
-    threshold: float = 0.5,
+    threshold: float | Sequence[float] = 0.5,
     min_size_mm3: float = MIN_LESION_MM3,
     spacing_mm: float = 1.0,
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -111,7 +129,8 @@ def fuse_views(
         views: one volume per (prediction folder, orientation), on the export grid.
         vote: ``none``, ``mean``, ``majority`` or ``triplanar`` (see the module docstring).
         min_votes: views that must agree (majority, triplanar); capped at ``len(views)``.
-        threshold: a view marks a voxel when its probability is strictly above this.
+        threshold: a view marks a voxel when its probability is strictly above this; one value
+            per view puts each view on the common scale first (see :func:`calibrate`).
         min_size_mm3: lesions of this volume or less are dropped (0: keep all).
         spacing_mm: isotropic voxel size of the export grid.
 
@@ -126,6 +145,11 @@ def fuse_views(
         warnings.warn(f"--min-votes {min_votes} > {len(views)} views; using {len(views)}", stacklevel=2)
     votes_needed = max(1, min(min_votes, len(views)))
     views = [np.asarray(view, dtype=np.float32) for view in views]
+    if not np.isscalar(threshold):
+        if len(threshold) != len(views):
+            raise ValueError(f"{len(threshold)} thresholds for {len(views)} views")
+        views = [calibrate(view, t) for view, t in zip(views, threshold, strict=True)]
+        threshold = 0.5
     binaries = [view > threshold for view in views]
     if vote == "none":
         prob = np.max(views, axis=0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -240,3 +241,61 @@ def test_bad_input_one_line_exit_2(
     last = result.stderr.strip().splitlines()[-1]  # above it only the progress bar, cleared
     assert last.startswith("error: ") and message in last and "Traceback" not in result.stderr
     assert not out.exists() or not any(out.iterdir())  # nothing half-written
+
+
+def test_one_threshold_per_folder(mask_export: tuple[Path, dict[str, np.ndarray]], tmp_path: Path) -> None:
+    """A folder whose maps peak at 0.3 (a timid model) votes only at its own threshold."""
+    root, truth = mask_export
+    confident = shutil.copytree(root / "masks" / "val", tmp_path / "confident")
+    timid = tmp_path / "timid"
+    timid.mkdir()
+    for png in confident.glob("iso_*.png"):
+        cv2.imwrite(
+            str(timid / png.name), (cv2.imread(str(png), cv2.IMREAD_UNCHANGED) > 0).astype(np.uint8) * 77
+        )
+    for threshold, expected in (([0.5, 0.25], truth["iso"].sum()), ([0.5], 0)):
+        out = tmp_path / f"out{len(threshold)}"
+        options = ReassembleOptions(
+            slices=root, preds=[confident, timid], out=out, min_votes=4, threshold=threshold, cases=["iso"]
+        )
+        reassemble(options)
+        assert np.asarray(nib.load(out / "iso.nii.gz").dataobj).sum() == expected
+    command = [REASSEMBLE, "--slices", str(root), "--preds", str(confident), str(timid)]
+    command += ["--out", str(tmp_path / "bad"), "--threshold", "0.5", "0.25", "0.1"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "one per model (2), not 3" in result.stderr.strip()
+    assert not (tmp_path / "bad").exists()
+
+
+def test_old_lesion_is_dropped(phantom_export: Path, phantom_root: Path, tmp_path: Path) -> None:
+    """A prediction on a lesion already there at baseline is not new: dropped unless keep_existing."""
+    manifest = pd.read_csv(phantom_export / "manifest.csv")
+    val = manifest[manifest["split"] == "val"]
+    case = val["case"].iloc[0]
+    rows = val[val["case"] == case]
+    geometry = CaseGeometry.load(phantom_export / "cases" / f"{case}.json")
+    truth_img = nib.load(phantom_root / case / "ground_truth.nii.gz")
+    consensus = np.asarray(truth_img.dataobj)
+    # The phantom's largest old lesion, as a network marking it would: a ball at its centre.
+    details = json.loads((phantom_root / case / "phantom.json").read_text())
+    largest = int(np.argmax(details["existing_lesion_mm3"]))
+    centre = np.asarray(details["existing_lesion_centres_mm"][largest])
+    radius_mm = (3 * details["existing_lesion_mm3"][largest] / (4 * np.pi)) ** (1 / 3)
+    voxels = np.stack(np.indices(consensus.shape), -1) @ truth_img.affine[:3, :3].T + truth_img.affine[:3, 3]
+    old = np.linalg.norm(voxels - centre, axis=-1) <= radius_mm
+    assert old.sum() > 4 and not (old & (consensus > 0)).any()
+    predicted = geometry.to_export(np.maximum(consensus, old).astype(np.uint8), order=0) * np.uint8(255)
+    preds = tmp_path / "preds"
+    preds.mkdir()
+    for row in rows.itertuples():
+        cv2.imwrite(str(preds / f"{row.stem}.png"), slice_image(predicted, row.orientation, row.index))
+    results = {}
+    for keep in (False, True):
+        out = tmp_path / f"keep{keep}"
+        options = ReassembleOptions(
+            slices=phantom_export, preds=[preds], out=out, cases=[case], keep_existing=keep
+        )
+        reassemble(options)
+        results[keep] = np.asarray(nib.load(out / f"{case}.nii.gz").dataobj)
+    np.testing.assert_array_equal(results[False], consensus)
+    assert results[True].sum() > consensus.sum() + old.sum() // 2

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fusion.voting import VOTE_MODES, fuse_views
+from fusion.voting import VOTE_MODES, calibrate, fuse_views
 
 SHAPE = (20, 20, 20)
 
@@ -103,3 +103,31 @@ def test_min_votes_capped_at_the_number_of_views() -> None:
 def test_unknown_vote() -> None:
     with pytest.raises(ValueError, match="unknown vote"):
         fuse_views([_cube(2)], "maximum")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("vote", VOTE_MODES)
+def test_per_view_thresholds_each_view_at_its_own_operating_point(vote: str) -> None:
+    """A model whose maps peak at 0.3 marks its lesions at threshold 0.25, not at 0.5."""
+    lesion = np.zeros((12, 12, 12), np.float32)
+    lesion[3:7, 3:7, 3:7] = 1.0
+    confident, timid = 0.9 * lesion, 0.3 * lesion
+    views = [confident] * 3 + [timid] * 3
+    at_half, _ = fuse_views(views, vote, min_votes=4, threshold=0.5, min_size_mm3=0)
+    own, prob = fuse_views(views, vote, min_votes=4, threshold=[0.5] * 3 + [0.25] * 3, min_size_mm3=0)
+    np.testing.assert_array_equal(own, lesion.astype(np.uint8))
+    assert at_half.sum() == (lesion.sum() if vote in ("none", "mean") else 0)
+    assert prob.max() <= 1.0 and prob[5, 5, 5] > 0.5
+
+
+def test_per_view_thresholds_must_match_the_views() -> None:
+    with pytest.raises(ValueError, match="2 thresholds for 3 views"):
+        fuse_views([np.zeros((4, 4, 4), np.float32)] * 3, threshold=[0.5, 0.25])
+
+
+def test_calibrate_keeps_order_and_ends() -> None:
+    prob = np.linspace(0, 1, 101, dtype=np.float32)
+    for threshold in (0.1, 0.25, 0.5, 0.8):
+        mapped = calibrate(prob, threshold)
+        assert mapped[0] == 0.0 and mapped[-1] == pytest.approx(1.0)
+        assert np.all(np.diff(mapped) > 0)
+        np.testing.assert_array_equal(mapped > 0.5, prob > threshold)
