@@ -30,6 +30,7 @@ def _segment(args: argparse.Namespace) -> None:
         vote=args.vote,
         min_votes=args.min_votes,
         threshold=args.threshold,
+        keep_existing=args.keep_existing,
         spacing=args.spacing,
         register=args.register,
         batch=args.batch,
@@ -89,7 +90,19 @@ def build_parser() -> argparse.ArgumentParser:
     segment.add_argument(
         "--min-votes", type=int, default=2, help="views that must detect a lesion (default 2)"
     )
-    segment.add_argument("--threshold", type=float, default=0.5, help="probability threshold (default 0.5)")
+    segment.add_argument(
+        "--threshold",
+        type=float,
+        nargs="+",
+        default=None,
+        help="probability threshold: one value, or one per weights file (default: each model's own, "
+        "0.5 for UNeXt, 0.25 for YOLO as in ultralytics)",
+    )
+    segment.add_argument(
+        "--keep-existing",
+        action="store_true",
+        help="keep lesions already hyperintense at baseline (default: drop them, they are not new)",
+    )
     segment.add_argument(
         "--spacing", type=float, default=1.0, help="isotropic slicing spacing in mm (default 1.0)"
     )

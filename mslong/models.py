@@ -24,12 +24,16 @@ PredictFn = Callable[..., Iterator[np.ndarray]]
 
 @dataclass(frozen=True)
 class Predictor:
-    """A loaded model: ``predict(images, batch=...)`` yields one (H, W) probability per (C, H, W) image."""
+    """A loaded model: ``predict(images, batch=...)`` yields one (H, W) probability per (C, H, W) image.
+
+    ``threshold`` is the model's own operating point: the probability above which it calls a pixel.
+    """
 
     name: str
     recipe: tuple[str, ...]
     context: int
     predict: PredictFn
+    threshold: float
 
 
 def _resolve_device(device: str | None) -> str:
@@ -39,7 +43,7 @@ def _resolve_device(device: str | None) -> str:
 
 
 def _unext(weights: Path, device: str) -> Predictor:
-    from unext_long.predict import load_model, predict_images
+    from unext_long.predict import DECISION_THRESHOLD, load_model, predict_images
 
     model, config = load_model(weights, device)
     recipe, context = recipe_from_groups(config["channel_groups"])
@@ -47,11 +51,12 @@ def _unext(weights: Path, device: str) -> Predictor:
     def predict(images: Iterable[np.ndarray], batch: int = 16) -> Iterator[np.ndarray]:
         return predict_images(model, images, batch=batch)
 
-    return Predictor(f"unext:{weights.parent.parent.name or weights.stem}", recipe, context, predict)
+    name = f"unext:{weights.parent.parent.name or weights.stem}"
+    return Predictor(name, recipe, context, predict, DECISION_THRESHOLD)
 
 
 def _yolo(weights: Path, device: str) -> Predictor:
-    from yolo_long.predict import load_model, predict_images
+    from yolo_long.predict import DECISION_THRESHOLD, load_model, predict_images
 
     model = load_model(weights, device)
     block = getattr(model.model, "yaml", {}).get("mslong")
@@ -61,7 +66,8 @@ def _yolo(weights: Path, device: str) -> Predictor:
         )
     recipe, context = recipe_from_groups(block["channel_groups"])
     predict = partial(predict_images, model, device=device)
-    return Predictor(f"yolo:{weights.parent.parent.name or weights.stem}", recipe, context, predict)
+    name = f"yolo:{weights.parent.parent.name or weights.stem}"
+    return Predictor(name, recipe, context, predict, DECISION_THRESHOLD)
 
 
 def load_predictor(weights: str | Path, device: str | None = None) -> Predictor:

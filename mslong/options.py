@@ -17,7 +17,7 @@ class DemoOptions:
     seed: int = 0
     val_cases: int = 6
     unext_epochs: int = 12
-    yolo_epochs: int = 8
+    yolo_epochs: int = 10
     # 1.5 mm slices are ~110x130 px and lesions a few pixels: YOLO sees them upsampled.
     yolo_imgsz: int = 224
     # Slices each trainer validates on while training (a sample of the validation split):

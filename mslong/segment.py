@@ -18,7 +18,7 @@ import numpy as np
 from tqdm import tqdm
 
 from fusion.baseline import subtraction_baseline
-from fusion.reassemble import reassemble_case
+from fusion.reassemble import folder_thresholds, reassemble_case
 from slicer.errors import InputError
 from slicer.geometry import AXIS_OF, ORIENTATIONS, volume_from_images
 from slicer.io import load_volume, save_nifti, spacing_of
@@ -94,8 +94,9 @@ def segment_patient(
     device: str = "cpu",
     vote: str = "triplanar",
     min_votes: int = 2,
-    threshold: float = 0.5,
+    threshold: float | Sequence[float] | None = None,
     min_size_mm3: float = 3.0,
+    keep_existing: bool = False,
     spacing: float = 1.0,
     register: str = "auto",
     batch: int = 16,
@@ -104,6 +105,9 @@ def segment_patient(
     """Segment the new lesions of one patient and write ``out`` on the follow-up's grid.
 
     Without ``weights`` the classic subtraction baseline runs instead of the networks.
+    ``threshold``: None gives each model its own operating point (``Predictor.threshold``);
+    one value serves every model, or give one per weights file. Lesions already hyperintense
+    at baseline are dropped unless ``keep_existing`` (:mod:`fusion.existing`).
     """
     from mslong.models import load_predictor  # imports torch: only when segmenting
 
@@ -111,6 +115,10 @@ def segment_patient(
     t1, t1_img = load_volume(time02)
     check_same_subject(t0_img, t1_img, time01, time02)
     predictors = [load_predictor(path, device=device) for path in weights]
+    own = [predictor.threshold for predictor in predictors]
+    per_model = (
+        folder_thresholds(own if threshold is None else threshold, len(predictors)) if predictors else []
+    )
     try:
         prepared = prepare_case(t1, t1_img, t0, t0_img, spacing=spacing, register=register)
     except RegistrationError as error:
@@ -118,14 +126,17 @@ def segment_patient(
         raise InputError(time01, f"cannot be aligned with {Path(time02).name}: {error}") from None
     if predictors:
         views = predict_views(prepared, predictors, batch=batch)
+        per_view = [t for t in per_model for _ in ORIENTATIONS]
+        threshold = per_view[0] if len(set(per_view)) == 1 else per_view
     else:  # one view, nothing to vote on
         views = [
             subtraction_baseline(
                 prepared.normalised["t1n"], prepared.normalised["t0n"], spacing, head=prepared.head
             )
         ]
-        vote = "none"
-    mask, prob = reassemble_case(prepared.geometry, views, vote, min_votes, threshold, min_size_mm3)
+        vote, threshold = "none", 0.5
+    baseline = None if keep_existing else (prepared.volumes["t0"], prepared.volumes["t1"])
+    mask, prob = reassemble_case(prepared.geometry, views, vote, min_votes, threshold, min_size_mm3, baseline)
     save_nifti(mask.astype(np.uint8), t1_img.affine, out, header=t1_img.header)
     if save_prob:
         save_nifti(prob.astype(np.float32), t1_img.affine, _prob_path(out), header=t1_img.header)

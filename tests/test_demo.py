@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mslong.demo import METHODS, run_demo
+from mslong.demo import BASELINES, METHODS, run_demo
 from mslong.options import DemoOptions
 
 
@@ -24,7 +24,7 @@ def test_miniature_demo_scores_every_method(tmp_path: Path) -> None:
     )
     report = run_demo(options)
 
-    assert list(report.index) == ["Subtraction baseline", *(method.name for method in METHODS)]
+    assert list(report.index) == [*BASELINES, *(method.name for method in METHODS)]
     assert list(report.columns) == ["Dice", "F1", "sensitivity", "precision", "FP lesions / empty case"]
     # One validation case has no new lesion: every method reports its false positives there.
     assert np.isfinite(report["FP lesions / empty case"]).all()

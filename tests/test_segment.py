@@ -132,3 +132,13 @@ def test_segment_bad_inputs(phantom_root: Path, tmp_path: Path):
     )
     _assert_one_line_error(_run("-t1", other, "-t2", case.t1, "-o", out), "other_subject.nii.gz")
     assert not out.exists() and not list(tmp_path.glob(".tmp-*"))
+
+
+def test_segment_threshold_per_model(phantom_root: Path, unext_weights: Path, tmp_path: Path):
+    case = load_dataset("phantom", root=phantom_root)[0]
+    out = tmp_path / "seg.nii.gz"
+    process = _run(
+        "-t1", case.t0, "-t2", case.t1, "-o", out, "--weights", unext_weights, "--threshold", "0.5", "0.3"
+    )
+    _assert_one_line_error(process, "give one threshold, or one per model (1), not 2")
+    assert not out.exists()
