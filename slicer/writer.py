@@ -200,15 +200,24 @@ def read_source_volume(
 ) -> np.ndarray:
     """One channel of a case's exported slices stacked back into its uint8 export-grid volume.
 
-    ``rows`` are the case's manifest rows (a DataFrame); slices of one orientation suffice, the
-    first of :data:`~slicer.geometry.ORIENTATIONS` present is read. Slices left out of the
-    export (thinned training cases) stay zero.
+    ``rows`` are the case's manifest rows. One complete orientation suffices (validation and
+    test cases); where slices were left out (thinned training cases), the other orientations
+    fill in, and voxels that no kept slice covers stay zero.
     """
-    present = set(rows["orientation"])
-    orientation = next(o for o in ORIENTATIONS if o in present)
-    chosen = rows[rows["orientation"] == orientation]
-    images = {
-        int(row.index): read_slice_image(case_paths(export, str(row.split), str(row.stem))[0])[channel]
-        for row in chosen.itertuples(index=False)
-    }
-    return volume_from_images(images, orientation, shape, np.uint8)
+    volume = np.zeros(shape, np.uint8)
+    covered = np.zeros(shape, bool)
+    for orientation in [o for o in ORIENTATIONS if o in set(rows["orientation"])]:
+        chosen = rows[rows["orientation"] == orientation]
+        images = {
+            int(row.index): read_slice_image(case_paths(export, str(row.split), str(row.stem))[0])[channel]
+            for row in chosen.itertuples(index=False)
+        }
+        stacked = volume_from_images(images, orientation, shape, np.uint8)
+        present = volume_from_images(
+            {index: np.ones(image.shape, bool) for index, image in images.items()}, orientation, shape, bool
+        )
+        fill = present & ~covered
+        volume[fill], covered[fill] = stacked[fill], True
+        if len(images) == shape[AXIS_OF[orientation]]:
+            break
+    return volume

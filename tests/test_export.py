@@ -19,6 +19,7 @@ from slicer.export import ExportOptions, export_dataset
 from slicer.geometry import CaseGeometry, slice_image
 from slicer.io import load_mask
 from slicer.labels import component_polygons, count_components, yolo_lines
+from slicer.writer import read_source_volume, source_channel
 
 SPACING = 2.0
 
@@ -199,3 +200,20 @@ def test_thinning_keeps_lesion_free_slices_that_brighten() -> None:
     kept, _ = _kept_slices(prepared, "axial", 0.9, np.random.default_rng(0), _change_map(prepared))
     assert len(kept) == n_slices - round(0.9 * n_slices) and hardest in kept
     assert np.all(np.abs(kept - hardest) <= 3)  # the lesion's slices, not quiet ones
+
+
+def test_source_volume_read_back_from_any_planes(phantom_export: Path) -> None:
+    """A source channel stacked back from the slices is the same volume whichever planes are read."""
+    manifest = pd.read_csv(phantom_export / "manifest.csv")
+    case = manifest["case"].iloc[0]
+    rows = manifest[manifest["case"] == case]
+    geometry = CaseGeometry.load(phantom_export / "cases" / f"{case}.json")
+    t0 = source_channel(geometry.extra["recipe"], int(geometry.extra["context"]), "t0")
+    assert t0 == 4 and source_channel(["t1"], 1, "t0") is None
+    whole = read_source_volume(phantom_export, rows, geometry.shape, t0)
+    assert whole.any()
+    axial = rows[rows["orientation"] == "axial"]
+    thinned = pd.concat([axial.iloc[::2], rows[rows["orientation"] == "coronal"]])  # half the axial slices
+    np.testing.assert_array_equal(read_source_volume(phantom_export, thinned, geometry.shape, t0), whole)
+    sagittal = rows[rows["orientation"] == "sagittal"]
+    np.testing.assert_array_equal(read_source_volume(phantom_export, sagittal, geometry.shape, t0), whole)
