@@ -32,7 +32,12 @@ def reassemble_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--vote", choices=VOTE_MODES, default="triplanar", help="fusion rule (default triplanar)"
     )
-    parser.add_argument("--min-votes", type=int, default=2, help="views that must agree (default 2)")
+    parser.add_argument(
+        "--min-votes",
+        type=int,
+        default=None,
+        help="views that must agree (default: half the views, rounded up: 2 of 3, 3 of 6)",
+    )
     parser.add_argument(
         "--threshold",
         type=float,
@@ -94,7 +99,7 @@ def reassemble_main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     for threshold in args.threshold:
         _check_fraction(parser, threshold, "--threshold")
-    if args.min_votes < 1:
+    if args.min_votes is not None and args.min_votes < 1:
         parser.error(f"--min-votes must be at least 1, got {args.min_votes}")
     from fusion.reassemble import ReassembleOptions, reassemble
 

@@ -10,7 +10,8 @@ lesion*: the tissue was normal at t0, so the follow-up's contrast is all new.
 The rule, per fused lesion (6-connected component) on the export grid:
 
 1. its contrast at follow-up: the 75th percentile of ``t1`` inside it minus the median of
-   ``t1`` in a shell around it (from one voxel to ``shell_mm`` away);
+   ``t1`` in a shell around it (from one voxel to ``shell_mm`` away, other fused lesions
+   left out: a fragment beside a larger lesion is measured against tissue, not lesion);
 2. its contrast at baseline: the same with ``t0`` (the upper quartile inside catches an
    enlarged lesion whose old core is a third of it);
 3. it is *old* when the baseline contrast exceeds ``max_fraction`` of the follow-up
@@ -58,13 +59,16 @@ def _grown_box(box: tuple[slice, ...], margin: int, shape: tuple[int, ...]) -> t
     )
 
 
-def baseline_fraction(lesion: np.ndarray, t0: np.ndarray, t1: np.ndarray, outer: np.ndarray) -> float:
+def baseline_fraction(
+    lesion: np.ndarray, t0: np.ndarray, t1: np.ndarray, outer: np.ndarray, fused: np.ndarray
+) -> float:
     """Share of a lesion's follow-up contrast already present at baseline (see the module docstring).
 
-    ``lesion`` and ``outer`` (the lesion grown by the shell radius) are boolean masks over
-    ``t0``/``t1``. NaN when the lesion is not brighter than its surroundings at follow-up.
+    ``lesion``, ``outer`` (the lesion grown by the shell radius) and ``fused`` (every fused
+    lesion) are boolean masks over ``t0``/``t1``. NaN when the lesion has no surroundings or is
+    not brighter than them at follow-up.
     """
-    shell = outer & ~ndimage.binary_dilation(lesion, _ball(1.0))
+    shell = outer & ~ndimage.binary_dilation(lesion, _ball(1.0)) & ~fused
     if not shell.any():
         return float("nan")
     follow_up = float(np.percentile(t1[lesion], 75)) - float(np.median(t1[shell]))
@@ -102,5 +106,5 @@ def drop_existing_lesions(
         box = _grown_box(box, margin, labels.shape)
         lesion = labels[box] == index
         outer = ndimage.binary_dilation(lesion, structure)
-        old[index] = baseline_fraction(lesion, t0[box], t1[box], outer) > max_fraction
+        old[index] = baseline_fraction(lesion, t0[box], t1[box], outer, labels[box] > 0) > max_fraction
     return (labels > 0) & ~old[labels]

@@ -60,7 +60,7 @@ class ReassembleOptions:
     preds: Sequence[Path | str]
     out: Path | str
     vote: Vote = "triplanar"
-    min_votes: int = 2
+    min_votes: int | None = None  # None: half the views, rounded up (fusion.voting.default_min_votes)
     # One probability threshold for every folder, or one per folder of ``preds``.
     threshold: Thresholds = 0.5
     min_size_mm3: float = MIN_LESION_MM3
@@ -159,7 +159,7 @@ def reassemble_case(
     geometry: CaseGeometry,
     views: Sequence[np.ndarray],
     vote: Vote = "triplanar",
-    min_votes: int = 2,
+    min_votes: int | None = None,
     threshold: float | Sequence[float] = 0.5,
     min_size_mm3: float = MIN_LESION_MM3,
     baseline: tuple[np.ndarray, np.ndarray] | None = None,

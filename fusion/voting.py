@@ -5,7 +5,9 @@ sagittal) of one prediction folder, its slices stacked back with
 :func:`slicer.geometry.volume_from_images`. Two folders x three planes = six views. A view
 *marks* a voxel when its probability is strictly above ``threshold``.
 
-The vote modes, on ``n`` views ``p_1..p_n`` (``k = min(min_votes, n)``):
+The vote modes, on ``n`` views ``p_1..p_n`` (``k = min(min_votes, n)``; by default half the
+views, rounded up: 2 of 3 planes as in Hitziger et al., 3 of the 6 views of a two-model
+ensemble, where 2 would let one model's two planes outvote the other model's three):
 
 - ``none``: no vote: the union of the views; ``prob = max_i p_i``, ``mask = prob > threshold``.
 - ``mean``: ``prob = mean_i p_i``, ``mask = prob > threshold``.
@@ -50,10 +52,15 @@ import numpy as np
 
 from slicer.lesions import MIN_LESION_MM3, remove_small_lesions
 
-__all__ = ["VOTE_MODES", "Vote", "fuse_views", "lesion_votes", "calibrate"]
+__all__ = ["VOTE_MODES", "Vote", "fuse_views", "lesion_votes", "calibrate", "default_min_votes"]
 
 Vote = Literal["none", "mean", "majority", "triplanar"]
 VOTE_MODES: tuple[str, ...] = ("none", "mean", "majority", "triplanar")
+
+
+def default_min_votes(views: int) -> int:
+    """Half the views, rounded up: 2 of 3, 3 of 6, 1 of 1 or 2."""
+    return max(1, -(-views // 2))
 
 
 def calibrate(prob: np.ndarray, threshold: float) -> np.ndarray:
@@ -118,7 +125,7 @@ def _largest_piece_per_candidate(mask: np.ndarray, candidates: np.ndarray) -> np
 def fuse_views(
     views: Sequence[np.ndarray],
     vote: Vote = "triplanar",
-    min_votes: int = 2,
+    min_votes: int | None = None,
     threshold: float | Sequence[float] = 0.5,
     min_size_mm3: float = MIN_LESION_MM3,
     spacing_mm: float = 1.0,
@@ -128,7 +135,8 @@ def fuse_views(
     Args:
         views: one volume per (prediction folder, orientation), on the export grid.
         vote: ``none``, ``mean``, ``majority`` or ``triplanar`` (see the module docstring).
-        min_votes: views that must agree (majority, triplanar); capped at ``len(views)``.
+        min_votes: views that must agree (majority, triplanar); capped at ``len(views)``;
+            None: :func:`default_min_votes`.
         threshold: a view marks a voxel when its probability is strictly above this; one value
             per view puts each view on the common scale first (see :func:`calibrate`).
         min_size_mm3: lesions of this volume or less are dropped (0: keep all).
@@ -141,6 +149,7 @@ def fuse_views(
         raise ValueError("no view to fuse")
     if vote not in VOTE_MODES:
         raise ValueError(f"unknown vote mode '{vote}' (choose from {', '.join(VOTE_MODES)})")
+    min_votes = default_min_votes(len(views)) if min_votes is None else min_votes
     if min_votes > len(views) and vote in ("majority", "triplanar"):
         warnings.warn(f"--min-votes {min_votes} > {len(views)} views; using {len(views)}", stacklevel=2)
     votes_needed = max(1, min(min_votes, len(views)))

@@ -88,7 +88,10 @@ def build_parser() -> argparse.ArgumentParser:
     segment.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available)")
     segment.add_argument("--vote", default="triplanar", choices=("none", "mean", "majority", "triplanar"))
     segment.add_argument(
-        "--min-votes", type=int, default=2, help="views that must detect a lesion (default 2)"
+        "--min-votes",
+        type=int,
+        default=None,
+        help="views that must detect a lesion (default: half the views, rounded up: 2 of 3, 3 of 6)",
     )
     segment.add_argument(
         "--threshold",

@@ -93,7 +93,7 @@ def segment_patient(
     *,
     device: str = "cpu",
     vote: str = "triplanar",
-    min_votes: int = 2,
+    min_votes: int | None = None,
     threshold: float | Sequence[float] | None = None,
     min_size_mm3: float = 3.0,
     keep_existing: bool = False,

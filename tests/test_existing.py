@@ -77,3 +77,15 @@ def test_empty_mask_and_faint_candidates() -> None:
     candidate = np.zeros((9, 9, 9), bool)
     candidate[3:6, 3:6, 3:6] = True  # not brighter than its surroundings at follow-up: no verdict
     assert drop_existing_lesions(candidate, zeros, zeros, 1.0).sum() == 27
+
+
+def test_fragment_beside_a_lesion_is_measured_against_tissue() -> None:
+    """A one-voxel fragment inside a ring-shaped old lesion: its surroundings are the tissue around
+    it, not the other lesion (whose brightness would leave it no contrast, hence no verdict)."""
+    t0 = np.full((30, 30, 30), WHITE_MATTER, np.float32)
+    t1 = t0.copy()
+    old = _ball(t0.shape, (15, 15, 15), 7) & ~_ball(t0.shape, (15, 15, 15), 2)
+    fragment = _ball(t0.shape, (15, 15, 15), 0)
+    for lesion in (old, fragment):
+        t0[lesion], t1[lesion] = 0.9, LESION
+    assert not drop_existing_lesions(old | fragment, t0, t1, spacing=1.0).any()

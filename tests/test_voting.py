@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fusion.voting import VOTE_MODES, calibrate, fuse_views
+from fusion.voting import VOTE_MODES, calibrate, default_min_votes, fuse_views
 
 SHAPE = (20, 20, 20)
 
@@ -131,3 +131,12 @@ def test_calibrate_keeps_order_and_ends() -> None:
         assert mapped[0] == 0.0 and mapped[-1] == pytest.approx(1.0)
         assert np.all(np.diff(mapped) > 0)
         np.testing.assert_array_equal(mapped > 0.5, prob > threshold)
+
+
+def test_default_votes_are_half_the_views() -> None:
+    assert [default_min_votes(n) for n in (1, 2, 3, 4, 6)] == [1, 1, 2, 2, 3]
+    extra = np.zeros(SHAPE, np.float32)
+    extra[12:15, 12:15, 12:15] = 0.9
+    assert fuse_views(_views_with(extra, 2, 3), "triplanar")[0][13, 13, 13] == 1  # 2 of 3 planes
+    assert fuse_views(_views_with(extra, 2, 6), "triplanar")[0][13, 13, 13] == 0  # one model's 2 planes
+    assert fuse_views(_views_with(extra, 3, 6), "triplanar")[0][13, 13, 13] == 1
