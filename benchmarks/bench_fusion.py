@@ -2,7 +2,8 @@
 
 Run: ``OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_fusion.py [--cases 100] [--workers 2]``.
 The reassembly uses the real pipeline: a 1 mm phantom case exported by ``slicer.export``
-whose own mask PNGs stand in for a network's predictions. The evaluation uses synthetic
+whose own mask PNGs stand in for a network's predictions; the old-lesion rule reads the
+case's t0 and t1 channels back from its exported slices. The evaluation uses synthetic
 volumes of the phantom's 1 mm size (197x233x189) in the MSSEG-2 layout, four raters each.
 """
 
@@ -54,22 +55,24 @@ def bench_reassemble(tmp: Path) -> list[tuple[str, float]]:
     for png in export.glob(f"masks/*/{case}_*.png"):
         shutil.copy(png, preds)
     rows = []
-    for vote in ("none", "triplanar"):
-        for folders in (1, 2):
-            options = ReassembleOptions(
-                slices=export,
-                preds=[preds] * folders,
-                out=tmp / "seg",
-                vote=vote,
-                cases=[case],
-                overwrite=True,
+    settings = [("none", 1, False), ("none", 2, False), ("triplanar", 1, False), ("triplanar", 2, False)]
+    for vote, folders, keep_existing in [*settings, ("triplanar", 1, True)]:
+        options = ReassembleOptions(
+            slices=export,
+            preds=[preds] * folders,
+            out=tmp / "seg",
+            vote=vote,
+            cases=[case],
+            keep_existing=keep_existing,
+            overwrite=True,
+        )
+        rule = "old lesions kept" if keep_existing else "old lesions dropped"
+        rows.append(
+            (
+                f"reassemble 1 case, {vote}, {3 * folders} views, {rule}",
+                _timed(lambda o=options: reassemble(o), 3),
             )
-            rows.append(
-                (
-                    f"reassemble 1 case, {vote}, {3 * folders} views",
-                    _timed(lambda o=options: reassemble(o), 3),
-                )
-            )
+        )
     return rows
 
 
