@@ -4,8 +4,8 @@ MSSEG-2 counts new lesions only. An old lesion can still change between two scan
 enlarges, or it simply looks brighter at follow-up (another scanner, another contrast),
 and a network that reads both scans after a short training marks it. On the phantom's
 validation cases (seed 0), 13 of the 19 false positives of the demo's UNeXt sat within
-1.5 mm of an old lesion's centre, 17 within 5 mm. What tells a new lesion apart is the baseline *at the
-lesion*: the tissue was normal at t0, so the follow-up's contrast is all new.
+1.5 mm of an old lesion's centre, 17 within 5 mm. What tells a new lesion apart is the
+baseline *at the lesion*: the tissue was normal at t0, so the follow-up's contrast is all new.
 
 The rule, per fused lesion (6-connected component) on the export grid:
 
