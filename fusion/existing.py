@@ -23,8 +23,8 @@ export matches t0 to t1 locally, :func:`slicer.prepare.prepare_case`). On the ph
 seed-0 cases, 38 new lesions at 1.5 mm and 11 at 2 mm had fractions of 0.14 at most; 16 of
 the 19 false positives of the demo's UNeXt triplanar on its validation cases had 0.25 to
 1.0. The new lesions of the held-out seed-1000 phantom, not looked at when choosing, stayed
-at 0.14 or below too. What the rule cannot see: a prediction on the new rim of an enlarging lesion only
-(its baseline was normal tissue, fraction near 0) stays.
+at 0.14 or below too. What the rule cannot see: a prediction on the new rim of an enlarging
+lesion only (its baseline was normal tissue, fraction near 0) stays.
 
 >>> import numpy as np
 >>> t0 = np.full((24, 24, 24), 100, np.uint8); t1 = t0.copy()

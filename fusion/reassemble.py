@@ -283,9 +283,8 @@ def _write_case(
         views += folder_views
         thresholds += [threshold] * len(folder_views)
     baseline = None if options.keep_existing else read_baseline(Path(options.slices), rows, geometry)
-    threshold = thresholds[0] if len(set(thresholds)) == 1 else thresholds
     mask, prob = reassemble_case(
-        geometry, views, options.vote, options.min_votes, threshold, options.min_size_mm3, baseline
+        geometry, views, options.vote, options.min_votes, thresholds, options.min_size_mm3, baseline
     )
     affine, header = np.asarray(geometry.original_affine), _t1_header(geometry)
     out = Path(options.out)

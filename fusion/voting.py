@@ -27,6 +27,7 @@ Models are calibrated differently (a short-trained YOLO's confidence rarely pass
 ``threshold`` may also give one value per view: each view is then first mapped piecewise
 linearly so that its own threshold lands on 0.5 (0 and 1 stay put, order is kept), and
 the fusion runs at 0.5. A view marks exactly the voxels it marked at its own threshold.
+Equal values are the same as one threshold.
 
 Every mode then drops lesions of ``min_size_mm3`` or less (6-connected, the MSSEG-2 rule,
 :func:`slicer.lesions.remove_small_lesions` with the export spacing; 0 keeps everything).
@@ -157,8 +158,11 @@ def fuse_views(
     if not np.isscalar(threshold):
         if len(threshold) != len(views):
             raise ValueError(f"{len(threshold)} thresholds for {len(views)} views")
-        views = [calibrate(view, t) for view, t in zip(views, threshold, strict=True)]
-        threshold = 0.5
+        if len(set(threshold)) == 1:  # one operating point for all: no calibration needed
+            threshold = threshold[0]
+        else:
+            views = [calibrate(view, t) for view, t in zip(views, threshold, strict=True)]
+            threshold = 0.5
     binaries = [view > threshold for view in views]
     if vote == "none":
         prob = np.max(views, axis=0)

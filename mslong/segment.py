@@ -126,8 +126,7 @@ def segment_patient(
         raise InputError(time01, f"cannot be aligned with {Path(time02).name}: {error}") from None
     if predictors:
         views = predict_views(prepared, predictors, batch=batch)
-        per_view = [t for t in per_model for _ in ORIENTATIONS]
-        threshold = per_view[0] if len(set(per_view)) == 1 else per_view
+        threshold = [t for t in per_model for _ in ORIENTATIONS]  # one per view
     else:  # one view, nothing to vote on
         views = [
             subtraction_baseline(
