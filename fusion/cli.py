@@ -21,7 +21,7 @@ __all__ = ["reassemble_main", "evaluate_main", "reassemble_parser", "evaluate_pa
 def reassemble_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="reassemble",
-        description="Stack per-slice probability PNGs back into 3D, vote across views and write "
+        description="Stack per-slice probability PNGs back into 3D, vote across planes and write "
         "<case>.nii.gz (binary new-lesion mask) in each case's original t1 grid.",
     )
     parser.add_argument("--slices", type=Path, required=True, help="the slicer export (manifest.csv, cases/)")
@@ -36,7 +36,7 @@ def reassemble_parser() -> argparse.ArgumentParser:
         "--min-votes",
         type=int,
         default=None,
-        help="views that must agree (default: half the views, rounded up: 2 of 3, 3 of 6)",
+        help="planes that must agree; the models of one plane merge first (default: 2 of 3)",
     )
     parser.add_argument(
         "--threshold",

@@ -124,7 +124,7 @@ def _check_rows(rows: pd.DataFrame, geometry: CaseGeometry, manifest: Path) -> N
 
 def read_views(
     rows: pd.DataFrame, geometry: CaseGeometry, pred_dir: Path, available: set[str] | None = None
-) -> list[np.ndarray]:
+) -> dict[str, np.ndarray]:
     """One probability volume (float32 in [0, 1], export grid) per orientation of ``rows``.
 
     Args:
@@ -143,7 +143,7 @@ def read_views(
 
     with ThreadPoolExecutor(READ_THREADS) as pool:
         images = list(pool.map(read, present.itertuples(index=False)))
-    views = []
+    views = {}
     for orientation in [o for o in ORIENTATIONS if o in set(rows["orientation"])]:
         chosen = (present["orientation"] == orientation).to_numpy()
         indices = present["index"].to_numpy()[chosen]
@@ -151,7 +151,7 @@ def read_views(
         stacked = volume_from_images(
             dict(zip(indices.tolist(), picked, strict=True)), orientation, geometry.shape, np.uint8
         )
-        views.append(decode_probability(stacked))
+        views[orientation] = decode_probability(stacked)
     return views
 
 
@@ -163,18 +163,21 @@ def reassemble_case(
     threshold: float | Sequence[float] = 0.5,
     min_size_mm3: float = MIN_LESION_MM3,
     baseline: tuple[np.ndarray, np.ndarray] | None = None,
+    planes: Sequence[str] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Fuse export-grid views and map the result to the original t1 grid.
 
     Args:
         threshold: one value, or one per view (see :func:`fusion.voting.fuse_views`).
+        planes: each view's orientation: several models' views of one plane merge before
+            the vote (see :func:`fusion.voting.fuse_views`).
         baseline: ``(t0, t1)`` on the export grid: lesions already hyperintense at baseline
             are dropped (:func:`fusion.existing.drop_existing_lesions`); None keeps them.
 
     Returns ``(mask, prob)``: uint8 binary mask (nearest neighbour, exact) and float32
     probability (linear interpolation), both of ``geometry.original_shape``.
     """
-    mask, prob = fuse_views(views, vote, min_votes, threshold, min_size_mm3, geometry.spacing)
+    mask, prob = fuse_views(views, vote, min_votes, threshold, min_size_mm3, geometry.spacing, planes)
     if baseline is not None:
         mask = drop_existing_lesions(mask, *baseline, spacing=geometry.spacing).astype(np.uint8)
     return geometry.to_original(mask, order=0), geometry.to_original(prob, order=1)
@@ -277,14 +280,15 @@ def _write_case(
     thresholds_per_folder: Sequence[float],
     options: ReassembleOptions,
 ) -> None:
-    views, thresholds = [], []
+    views, planes, thresholds = [], [], []
     for pred_dir, listing, threshold in zip(pred_dirs, listings, thresholds_per_folder, strict=True):
         folder_views = read_views(rows, geometry, pred_dir, listing)
-        views += folder_views
+        views += folder_views.values()
+        planes += folder_views.keys()
         thresholds += [threshold] * len(folder_views)
     baseline = None if options.keep_existing else read_baseline(Path(options.slices), rows, geometry)
     mask, prob = reassemble_case(
-        geometry, views, options.vote, options.min_votes, thresholds, options.min_size_mm3, baseline
+        geometry, views, options.vote, options.min_votes, thresholds, options.min_size_mm3, baseline, planes
     )
     affine, header = np.asarray(geometry.original_affine), _t1_header(geometry)
     out = Path(options.out)

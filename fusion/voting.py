@@ -5,9 +5,16 @@ sagittal) of one prediction folder, its slices stacked back with
 :func:`slicer.geometry.volume_from_images`. Two folders x three planes = six views. A view
 *marks* a voxel when its probability is strictly above ``threshold``.
 
-The vote modes, on ``n`` views ``p_1..p_n`` (``k = min(min_votes, n)``; by default half the
-views, rounded up: 2 of 3 planes as in Hitziger et al., 3 of the 6 views of a two-model
-ensemble, where 2 would let one model's two planes outvote the other model's three):
+Several models: given each view's orientation (``planes``), the views of one orientation are
+first merged into one, the voxel-wise maximum of their (calibrated) probabilities: a plane
+marks a voxel when any model marks it there. The vote is then between orientations, whose
+errors are the ones that differ (two models on one plane share its blind spots): a lesion of
+a two-model ensemble needs 2 of 3 planes, as a single model's does. Measured on the demo's
+phantom (six UNeXt runs, each with the demo's YOLO): against voting 3 of the 6 views, this
+raised the ensemble's held-out Dice and lesion F1 in every run (README, "Fusion").
+
+The vote modes, on ``n`` views ``p_1..p_n`` (after that merge; ``k = min(min_votes, n)``; by
+default half the views, rounded up: 2 of 3 planes as in Hitziger et al.):
 
 - ``none``: no vote: the union of the views; ``prob = max_i p_i``, ``mask = prob > threshold``.
 - ``mean``: ``prob = mean_i p_i``, ``mask = prob > threshold``.
@@ -53,7 +60,15 @@ import numpy as np
 
 from slicer.lesions import MIN_LESION_MM3, remove_small_lesions
 
-__all__ = ["VOTE_MODES", "Vote", "fuse_views", "lesion_votes", "calibrate", "default_min_votes"]
+__all__ = [
+    "VOTE_MODES",
+    "Vote",
+    "fuse_views",
+    "lesion_votes",
+    "calibrate",
+    "default_min_votes",
+    "merge_planes",
+]
 
 Vote = Literal["none", "mean", "majority", "triplanar"]
 VOTE_MODES: tuple[str, ...] = ("none", "mean", "majority", "triplanar")
@@ -75,6 +90,23 @@ def calibrate(prob: np.ndarray, threshold: float) -> np.ndarray:
     low = prob * np.float32(0.5 / threshold)
     high = np.float32(0.5) + (prob - np.float32(threshold)) * np.float32(0.5 / (1.0 - threshold))
     return np.where(prob <= threshold, low, high).astype(np.float32)
+
+
+def merge_planes(views: Sequence[np.ndarray], planes: Sequence[str]) -> list[np.ndarray]:
+    """One view per orientation: the voxel-wise maximum of the views of that orientation.
+
+    Orientations keep the order in which they first appear.
+
+    >>> a, b = np.array([0.2, 0.9]), np.array([0.6, 0.1])
+    >>> [v.tolist() for v in merge_planes([a, b, a], ["axial", "axial", "coronal"])]
+    [[0.6, 0.9], [0.2, 0.9]]
+    """
+    if len(planes) != len(views):
+        raise ValueError(f"{len(planes)} orientations for {len(views)} views")
+    merged: dict[str, np.ndarray] = {}
+    for view, plane in zip(views, planes, strict=True):
+        merged[plane] = view if plane not in merged else np.maximum(merged[plane], view)
+    return list(merged.values())
 
 
 def lesion_votes(candidates: np.ndarray, n_candidates: int, binaries: Sequence[np.ndarray]) -> np.ndarray:
@@ -130,18 +162,21 @@ def fuse_views(
     threshold: float | Sequence[float] = 0.5,
     min_size_mm3: float = MIN_LESION_MM3,
     spacing_mm: float = 1.0,
+    planes: Sequence[str] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Fuse probability volumes (values in [0, 1], one shape) into a mask and a probability.
 
     Args:
         views: one volume per (prediction folder, orientation), on the export grid.
         vote: ``none``, ``mean``, ``majority`` or ``triplanar`` (see the module docstring).
-        min_votes: views that must agree (majority, triplanar); capped at ``len(views)``;
-            None: :func:`default_min_votes`.
+        min_votes: views that must agree (majority, triplanar), counted after merging the
+            planes; capped at the number of views; None: :func:`default_min_votes`.
         threshold: a view marks a voxel when its probability is strictly above this; one value
             per view puts each view on the common scale first (see :func:`calibrate`).
         min_size_mm3: lesions of this volume or less are dropped (0: keep all).
         spacing_mm: isotropic voxel size of the export grid.
+        planes: the orientation of each view; views of one orientation are merged first
+            (:func:`merge_planes`). None: every view is a plane of its own.
 
     Returns:
         ``(mask, prob)``: uint8 binary mask and float32 fused probability, on the views' grid.
@@ -150,10 +185,6 @@ def fuse_views(
         raise ValueError("no view to fuse")
     if vote not in VOTE_MODES:
         raise ValueError(f"unknown vote mode '{vote}' (choose from {', '.join(VOTE_MODES)})")
-    min_votes = default_min_votes(len(views)) if min_votes is None else min_votes
-    if min_votes > len(views) and vote in ("majority", "triplanar"):
-        warnings.warn(f"--min-votes {min_votes} > {len(views)} views; using {len(views)}", stacklevel=2)
-    votes_needed = max(1, min(min_votes, len(views)))
     views = [np.asarray(view, dtype=np.float32) for view in views]
     if not np.isscalar(threshold):
         if len(threshold) != len(views):
@@ -163,6 +194,12 @@ def fuse_views(
         else:
             views = [calibrate(view, t) for view, t in zip(views, threshold, strict=True)]
             threshold = 0.5
+    if planes is not None:
+        views = merge_planes(views, planes)
+    min_votes = default_min_votes(len(views)) if min_votes is None else min_votes
+    if min_votes > len(views) and vote in ("majority", "triplanar"):
+        warnings.warn(f"--min-votes {min_votes} > {len(views)} views; using {len(views)}", stacklevel=2)
+    votes_needed = max(1, min(min_votes, len(views)))
     binaries = [view > threshold for view in views]
     if vote == "none":
         prob = np.max(views, axis=0)

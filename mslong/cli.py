@@ -91,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--min-votes",
         type=int,
         default=None,
-        help="views that must detect a lesion (default: half the views, rounded up: 2 of 3, 3 of 6)",
+        help="planes that must detect a lesion; the models of one plane merge first (default: 2 of 3)",
     )
     segment.add_argument(
         "--threshold",

@@ -62,8 +62,10 @@ def check_same_subject(
         )
 
 
-def predict_views(prepared: PreparedCase, predictors: Sequence, batch: int = 16) -> list[np.ndarray]:
-    """One export-grid probability volume per (model, orientation), sliced in memory."""
+def predict_views(
+    prepared: PreparedCase, predictors: Sequence, batch: int = 16
+) -> list[tuple[str, np.ndarray]]:
+    """``(orientation, export-grid probability volume)`` per (model, orientation), sliced in memory."""
     views = []
     for predictor in predictors:
         for orientation in ORIENTATIONS:
@@ -81,7 +83,8 @@ def predict_views(prepared: PreparedCase, predictors: Sequence, batch: int = 16)
             )
             # Rounded as the prediction PNGs are, so that decisions equal reassemble's on files.
             slices = {index: quantise_probability(prob) for index, prob in enumerate(probs)}
-            views.append(volume_from_images(slices, orientation, prepared.geometry.shape, np.float32))
+            volume = volume_from_images(slices, orientation, prepared.geometry.shape, np.float32)
+            views.append((orientation, volume))
     return views
 
 
@@ -124,8 +127,9 @@ def segment_patient(
     except RegistrationError as error:
         # Registration refuses pairs whose edges do not correlate: often two different subjects.
         raise InputError(time01, f"cannot be aligned with {Path(time02).name}: {error}") from None
+    planes = None
     if predictors:
-        views = predict_views(prepared, predictors, batch=batch)
+        planes, views = zip(*predict_views(prepared, predictors, batch=batch), strict=True)
         threshold = [t for t in per_model for _ in ORIENTATIONS]  # one per view
     else:  # one view, nothing to vote on
         views = [
@@ -135,7 +139,9 @@ def segment_patient(
         ]
         vote, threshold = "none", 0.5
     baseline = None if keep_existing else (prepared.volumes["t0"], prepared.volumes["t1"])
-    mask, prob = reassemble_case(prepared.geometry, views, vote, min_votes, threshold, min_size_mm3, baseline)
+    mask, prob = reassemble_case(
+        prepared.geometry, views, vote, min_votes, threshold, min_size_mm3, baseline, planes
+    )
     save_nifti(mask.astype(np.uint8), t1_img.affine, out, header=t1_img.header)
     if save_prob:
         save_nifti(prob.astype(np.float32), t1_img.affine, _prob_path(out), header=t1_img.header)

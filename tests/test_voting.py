@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fusion.voting import VOTE_MODES, calibrate, default_min_votes, fuse_views
+from fusion.voting import VOTE_MODES, calibrate, default_min_votes, fuse_views, merge_planes
 
 SHAPE = (20, 20, 20)
 
@@ -138,5 +138,39 @@ def test_default_votes_are_half_the_views() -> None:
     extra = np.zeros(SHAPE, np.float32)
     extra[12:15, 12:15, 12:15] = 0.9
     assert fuse_views(_views_with(extra, 2, 3), "triplanar")[0][13, 13, 13] == 1  # 2 of 3 planes
-    assert fuse_views(_views_with(extra, 2, 6), "triplanar")[0][13, 13, 13] == 0  # one model's 2 planes
+    assert fuse_views(_views_with(extra, 2, 6), "triplanar")[0][13, 13, 13] == 0  # 2 of 6 independent views
     assert fuse_views(_views_with(extra, 3, 6), "triplanar")[0][13, 13, 13] == 1
+
+
+PLANES = ["axial", "coronal", "sagittal"]
+
+
+def _ensemble(seen_by: dict[int, list[str]]) -> list[np.ndarray]:
+    """Two models x three planes of a common lesion; model ``m`` also sees a second lesion in ``seen_by[m]``."""
+    extra = _cube(12)
+    return [
+        _cube(2) + (extra if plane in seen_by.get(model, []) else 0) for model in (0, 1) for plane in PLANES
+    ]
+
+
+def test_ensemble_votes_between_planes_not_views() -> None:
+    """Two models that see a lesion on one plane: one plane's vote; on two different planes: two."""
+    same_plane = _ensemble({0: ["axial"], 1: ["axial"]})
+    two_planes = _ensemble({0: ["axial"], 1: ["coronal"]})
+    assert fuse_views(same_plane, "triplanar", planes=PLANES * 2)[0][13, 13, 13] == 0
+    assert fuse_views(two_planes, "triplanar", planes=PLANES * 2)[0][13, 13, 13] == 1
+    # As six independent views both would need a third vote.
+    assert fuse_views(two_planes, "triplanar")[0][13, 13, 13] == 0
+
+
+def test_merged_plane_is_the_calibrated_maximum() -> None:
+    """A timid model (threshold 0.25) marks a plane's voxel as surely as a confident one at 0.5."""
+    timid = np.full((2, 2, 2), 0.3, np.float32)
+    quiet = np.zeros((2, 2, 2), np.float32)
+    views = [quiet] * 3 + [timid] * 3
+    mask, prob = fuse_views(
+        views, "majority", threshold=[0.5] * 3 + [0.25] * 3, min_size_mm3=0, planes=PLANES * 2
+    )
+    assert mask.all() and np.allclose(prob, calibrate(timid, 0.25))
+    with pytest.raises(ValueError, match="2 orientations for 3 views"):
+        merge_planes([quiet] * 3, PLANES[:2])
