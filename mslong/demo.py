@@ -31,7 +31,10 @@ __all__ = [
     "run_demo",
     "prepare_data",
     "train_models",
+    "training_data",
+    "train_unext",
     "score_methods",
+    "score_folder",
     "format_report",
     "Method",
     "METHODS",
@@ -94,10 +97,11 @@ def _assign_splits(phantom: Path, table: pd.DataFrame, val_cases: int) -> None:
         table.to_csv(tmp, index=False)
 
 
-def _train_unext(options: DemoOptions, data: Path, runs: Path) -> Path:
+def train_unext(options: DemoOptions, data: Path, runs: Path, name: str = "unext") -> Path:
+    """UNeXt as the demo trains it (seed ``options.seed``) into ``runs/name``; returns best.pt."""
     from unext_long.train import TrainOptions, train
 
-    best = runs / "unext" / "weights" / "best.pt"
+    best = runs / name / "weights" / "best.pt"
     if best.exists() and not options.overwrite:
         print(f"kept {best}")
         return best
@@ -111,7 +115,7 @@ def _train_unext(options: DemoOptions, data: Path, runs: Path) -> Path:
             size="unext",
             lesion_fraction=UNEXT_LESION_FRACTION,
             project=runs,
-            name="unext",
+            name=name,
             overwrite=True,
             seed=options.seed,
             device=options.device or "auto",
@@ -137,7 +141,7 @@ def _derived_yaml(data: Path, suffix: str, **changes: str) -> Path:
     return target
 
 
-def _training_data(options: DemoOptions, data: Path) -> Path:
+def training_data(options: DemoOptions, data: Path) -> Path:
     """The export's dataset YAML with ``val`` cut to a seeded sample (lesion slices first).
 
     Both trainers validate on it (UNeXt every epoch, to pick its best checkpoint; ultralytics
@@ -228,7 +232,8 @@ def _subtraction(options: DemoOptions, phantom: Path, out: Path, keep_existing: 
             segment_patient(case.t0, case.t1, target, spacing=options.voxel, keep_existing=keep_existing)
 
 
-def _score(pred: Path, phantom: Path, out: Path, figures: bool) -> dict[str, float]:
+def score_folder(pred: Path, phantom: Path, out: Path, figures: bool = False) -> dict[str, float]:
+    """The table's scores of one folder of masks against the phantom's validation consensus."""
     val = [case.id for case in load_dataset(DATASET, root=phantom) if case.split == "val"]
     table = evaluate(
         EvaluateOptions(pred=pred, dataset=DATASET, root=phantom, out=out, cases=val, figures=figures)
@@ -304,9 +309,9 @@ def prepare_data(options: DemoOptions) -> Path:
 def train_models(options: DemoOptions, data: Path) -> dict[str, Path]:
     """Train UNeXt and YOLOv9t-seg-long briefly; returns their best checkpoints."""
     runs = options.out / "runs"
-    data = _training_data(options, data)
+    data = training_data(options, data)
     _step("train UNeXt (siamese two-timepoint stem)")
-    weights = {"unext": _train_unext(options, data, runs)}
+    weights = {"unext": train_unext(options, data, runs)}
     _step("train YOLOv9t-seg-long (siamese stem) with the ultralytics trainer")
     weights["yolo"] = _train_yolo(options, _yolo_data(options, data), runs)
     return weights
@@ -328,7 +333,9 @@ def score_methods(options: DemoOptions, weights: dict[str, Path]) -> pd.DataFram
 
     _step("evaluate (MSSEG-2 rules, against the consensus)")
     scores = {
-        name: _score(folder, phantom, out / "evaluation" / folder.name, figures=name == METHODS[-1].name)
+        name: score_folder(
+            folder, phantom, out / "evaluation" / folder.name, figures=name == METHODS[-1].name
+        )
         for name, folder in folders.items()
     }
     return pd.DataFrame(scores).T.rename_axis("method")
