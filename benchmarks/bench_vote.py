@@ -81,6 +81,12 @@ def main() -> None:
     )
     parser.add_argument("--heldout", type=Path, help="held-out work folder (default: WORK/heldout_seed1000)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument(
+        "--lesion-fraction",
+        type=float,
+        default=DemoOptions.unext_lesion_fraction,
+        help="share of lesion slices in UNeXt's epochs (default: the demo's)",
+    )
     args = parser.parse_args()
     heldout = args.heldout or args.work / "heldout_seed1000"
     if not (heldout / "preds" / "yolo").is_dir() or not (args.work / "preds" / "yolo").is_dir():
@@ -93,8 +99,9 @@ def main() -> None:
     data = training_data(demo, prepare_data(demo))
     rows = {}
     for seed in args.seeds:
-        name = "unext" if seed == demo.seed else f"unext_seed{seed}"
-        weights = train_unext(replace(demo, seed=seed), data, args.work / "runs", name)
+        trained = replace(demo, seed=seed, unext_lesion_fraction=args.lesion_fraction)
+        name = "unext" if trained == demo else f"unext_seed{seed}_lesions{args.lesion_fraction:g}"
+        weights = train_unext(trained, data, args.work / "runs", name)
         rows[(seed, "validation")] = score_seed(args.work, weights, name, seed)
         rows[(seed, "held out")] = score_seed(heldout, weights, name, seed)
     table = pd.DataFrame(rows).T.rename_axis(["seed", "patients"])
@@ -104,7 +111,8 @@ def main() -> None:
         "\nmean over seeds\n"
         + numeric.groupby(level="patients").mean().to_string(float_format="{:.3f}".format)
     )
-    print(f"\nbench_vote: {len(args.seeds)} seeds in {time.perf_counter() - start:.0f} s")
+    print(f"\nbench_vote: {len(args.seeds)} seeds, lesion fraction {args.lesion_fraction:g}, ", end="")
+    print(f"{time.perf_counter() - start:.0f} s")
 
 
 if __name__ == "__main__":

@@ -44,9 +44,6 @@ __all__ = [
 DATASET = "phantom"
 YOLO_LESION_REPEATS = 2  # lesion slices appear this often in YOLO's training listing ...
 YOLO_EMPTY_FRACTION = 0.5  # ... beside this share of the (already thinned) empty ones
-# Share of lesion slices in UNeXt's epochs (the trainer's default is 0.5). Measured over three
-# training seeds on the demo's validation patients and the held-out phantom, see the README.
-UNEXT_LESION_FRACTION = 0.7
 
 
 @dataclass(frozen=True)
@@ -113,7 +110,7 @@ def train_unext(options: DemoOptions, data: Path, runs: Path, name: str = "unext
             batch=8,
             stem="siamese",
             size="unext",
-            lesion_fraction=UNEXT_LESION_FRACTION,
+            lesion_fraction=options.unext_lesion_fraction,
             project=runs,
             name=name,
             overwrite=True,
