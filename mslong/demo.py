@@ -9,6 +9,7 @@ the comparison with the subtraction baseline, write figures and ``results.md``.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,6 +36,8 @@ __all__ = [
     "train_unext",
     "score_methods",
     "score_folder",
+    "fuse_method",
+    "folder_name",
     "format_report",
     "Method",
     "METHODS",
@@ -254,29 +257,41 @@ def _thresholds(models: tuple[str, ...]) -> list[float]:
     return [{"unext": UNEXT, "yolo": YOLO}[model] for model in models]
 
 
-def _folder_name(method: Method) -> str:
+def folder_name(method: Method) -> str:
+    """The folder a method's masks go to, named after its table row."""
     return method.name.replace(" ", "_").replace(",", "").replace("+", "and")
 
 
-def _reassemble_all(options: DemoOptions, export: Path, preds: Path, results: Path) -> dict[str, Path]:
-    folders = {}
-    for method in METHODS:
-        folder = results / _folder_name(method)
-        reassemble(
-            ReassembleOptions(
-                slices=export,
-                preds=[preds / model for model in method.models],
-                out=folder,
-                vote=method.vote,
-                threshold=_thresholds(method.models),
-                keep_existing=method.keep_existing,
-                orientations=method.orientations,
-                split="val",
-                overwrite=options.overwrite,
-            )
+def fuse_method(
+    method: Method, export: Path, preds: Mapping[str, Path], out: Path, overwrite: bool = False
+) -> Path:
+    """Reassemble ``export``'s validation split as ``method`` says into ``out``.
+
+    ``preds`` maps each model of ``method.models`` to its prediction folder; each folder is
+    thresholded at its model's own operating point.
+    """
+    reassemble(
+        ReassembleOptions(
+            slices=export,
+            preds=[preds[model] for model in method.models],
+            out=out,
+            vote=method.vote,
+            threshold=_thresholds(method.models),
+            keep_existing=method.keep_existing,
+            orientations=method.orientations,
+            split="val",
+            overwrite=overwrite,
         )
-        folders[method.name] = folder
-    return folders
+    )
+    return out
+
+
+def _reassemble_all(options: DemoOptions, export: Path, preds: Path, results: Path) -> dict[str, Path]:
+    folders = {model: preds / model for model in ("unext", "yolo")}
+    return {
+        method.name: fuse_method(method, export, folders, results / folder_name(method), options.overwrite)
+        for method in METHODS
+    }
 
 
 def prepare_data(options: DemoOptions) -> Path:
@@ -324,7 +339,7 @@ def score_methods(options: DemoOptions, weights: dict[str, Path]) -> pd.DataFram
     _step("reassemble, vote, and the subtraction baseline")
     folders = {}
     for name, keep_existing in BASELINES.items():
-        folders[name] = results / _folder_name(Method(name, ()))
+        folders[name] = results / folder_name(Method(name, ()))
         _subtraction(options, phantom, folders[name], keep_existing)
     folders.update(_reassemble_all(options, export, preds, results))
 
@@ -351,7 +366,7 @@ def run_demo(options: DemoOptions) -> pd.DataFrame:
         tmp.write_text(
             f"# mslong demo: {options.val_cases} validation patients of {options.cases}\n\n```\n{text}\n```\n"
         )
-    figures = options.out / "evaluation" / _folder_name(METHODS[-1]) / "figures"
+    figures = options.out / "evaluation" / folder_name(METHODS[-1]) / "figures"
     print(f"\n{text}")
     print(
         f"\nmslong demo: {len(report)} methods scored on {options.val_cases} validation patients in "
