@@ -36,6 +36,8 @@ def _phantom(args: argparse.Namespace) -> None:
         seed=args.seed,
         misalign=args.misalign,
         overwrite=args.overwrite,
+        realistic=args.realistic,
+        slice_thickness=args.slice_thickness,
     )
     print(
         f"slicer phantom: wrote {len(table)} cases ({int((table['new_lesions'] == 0).sum())} without new lesion) to {args.out}"
@@ -67,6 +69,7 @@ def _export(args: argparse.Namespace) -> None:
             recipe=tuple(args.recipe),
             context=args.context,
             register=args.register,
+            brain_mask=args.brain_mask,
             match_histograms=args.match_histograms,
             label=args.label,
             val_fraction=args.val_fraction,
@@ -105,7 +108,14 @@ def _add_export_parser(commands: argparse._SubParsersAction) -> None:
         help="t0 to t1 (default auto)",
     )
     export.add_argument(
-        "--match-histograms", action="store_true", help="map t0's histogram onto t1's in the head"
+        "--brain-mask",
+        default="auto",
+        choices=["auto", "dataset", "compute", "none"],
+        help="where lesions are looked for: the dataset's brain mask, one computed by deepbet, or "
+        "the whole head (default auto: the dataset's when it ships one, else computed)",
+    )
+    export.add_argument(
+        "--match-histograms", action="store_true", help="map t0's histogram onto t1's in the brain"
     )
     export.add_argument("--label", default="consensus", help="consensus, rater:N or soft (default consensus)")
     export.add_argument(
@@ -139,6 +149,17 @@ def build_parser() -> argparse.ArgumentParser:
     phantom.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     phantom.add_argument("--misalign", action="store_true", help="move t0 by a known rigid transform")
     phantom.add_argument("--overwrite", action="store_true", help="rewrite cases that already exist")
+    phantom.add_argument(
+        "--realistic",
+        action="store_true",
+        help="clinical-like: a head, uint16/int16 storage, t0 zero beyond a shorter field of view, ids 013, 015...",
+    )
+    phantom.add_argument(
+        "--slice-thickness",
+        type=float,
+        metavar="MM",
+        help="with --realistic: thick axial slices of MM mm (a whole multiple of --voxel)",
+    )
     phantom.set_defaults(run=_phantom)
 
     cases = commands.add_parser("cases", help="list a dataset's cases: scanner, split, new lesions, voxels")

@@ -42,6 +42,27 @@ def misaligned_phantom_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def realistic_phantom_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 4-case realistic phantom at 2 mm: a head, uint16/int16 storage, t0 zero beyond a shorter
+    field of view, ids ``013``, ``015``, ``017``, ``019`` (load it as dataset ``phantom``)."""
+    from slicer.phantom import write_phantom
+
+    root = tmp_path_factory.mktemp("phantom_realistic")
+    write_phantom(root, cases=PHANTOM_CASES, voxel=PHANTOM_VOXEL_MM, seed=0, realistic=True)
+    return root
+
+
+@pytest.fixture(scope="session")
+def thick_phantom_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Like ``realistic_phantom_root`` with 4 mm axial slices (2x2x4 mm voxels), 2 cases."""
+    from slicer.phantom import write_phantom
+
+    root = tmp_path_factory.mktemp("phantom_thick")
+    write_phantom(root, cases=2, voxel=PHANTOM_VOXEL_MM, seed=2, realistic=True, slice_thickness=4.0)
+    return root
+
+
+@pytest.fixture(scope="session")
 def phantom_export(phantom_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The default triplanar 9-channel export of ``phantom_root`` at 2 mm, 2 train / 2 val cases.
 

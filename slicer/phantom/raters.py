@@ -9,7 +9,7 @@ coincide.
 
 >>> rng = np.random.default_rng(0)
 >>> truth = np.zeros((12, 12, 12), bool); truth[3:9, 3:9, 3:9] = True
->>> masks = simulate_raters(truth, rng, voxel_mm=1.0)
+>>> masks = simulate_raters(truth, rng, spacing_mm=1.0)
 >>> len(masks), bool((consensus(masks) == truth).all())
 (4, True)
 """
@@ -41,7 +41,7 @@ def _assign(rng: np.random.Generator, count: int, probabilities: np.ndarray) -> 
 def simulate_raters(
     truth: np.ndarray,
     rng: np.random.Generator,
-    voxel_mm: float,
+    spacing_mm: float | Sequence[float],
     false_lesions: Sequence[np.ndarray | None] = (),
 ) -> list[np.ndarray]:
     """Four uint8 rater masks around ``truth`` (a boolean new-lesion mask).
@@ -49,7 +49,7 @@ def simulate_raters(
     Args:
         truth: the true new lesions.
         rng: random generator (all draws come from it, in a fixed order).
-        voxel_mm: isotropic voxel size, to tell small lesions from large ones.
+        spacing_mm: voxel size (one value, or one per axis), to tell small lesions from large ones.
         false_lesions: optional per-rater boolean masks of a false lesion to add (or None).
     """
     trim = rng.uniform(0.03, 0.2, N_RATERS)
@@ -64,8 +64,9 @@ def simulate_raters(
         mask[tuple(surface_at[trimmed == rater].T)] = False
         for picks in grown:
             mask[tuple(shell_at[picks == rater].T)] = True
-    labels, n = label_lesions(truth, (voxel_mm,) * 3, min_volume_mm3=0.0)
-    volumes = np.bincount(labels.ravel(), minlength=n + 1)[1:] * voxel_mm**3
+    spacing = np.broadcast_to(np.asarray(spacing_mm, float), 3)
+    labels, n = label_lesions(truth, spacing, min_volume_mm3=0.0)
+    volumes = np.bincount(labels.ravel(), minlength=n + 1)[1:] * float(np.prod(spacing))
     for lesion in np.flatnonzero(volumes < MISS_BELOW_MM3) + 1:
         if rng.random() < MISS_PROBABILITY:
             masks[rng.integers(N_RATERS)][labels == lesion] = False

@@ -34,7 +34,7 @@ class ScannerProfile:
         bias: standard deviation of the log bias field's coefficients.
         noise: Rician noise sigma as a fraction of the WM signal.
         scale: stored value of white matter.
-        dtype: ``int16`` or ``float32``.
+        dtype: ``int16``, ``uint16`` or ``float32``.
     """
 
     name: str
@@ -88,7 +88,7 @@ def acquire(clean: np.ndarray, profile: ScannerProfile, rng: np.random.Generator
     """Turn a clean signal map (profile units) into what the scanner stores.
 
     Gamma, then bias field, then Rician noise (the magnitude of a complex Gaussian), then
-    scaling and the storage type.
+    scaling and the storage type (integers are rounded and clipped to the type's range).
     """
     signal = np.power(np.maximum(clean, 0), profile.gamma, dtype=np.float32)
     signal *= _bias_field(rng, clean.shape, profile.bias)
@@ -96,6 +96,7 @@ def acquire(clean: np.ndarray, profile: ScannerProfile, rng: np.random.Generator
     real = signal + sigma * rng.standard_normal(clean.shape, np.float32)
     imaginary = sigma * rng.standard_normal(clean.shape, np.float32)
     stored = np.hypot(real, imaginary) * np.float32(profile.scale / profile.wm**profile.gamma)
-    if profile.dtype == "int16":
-        return np.clip(np.rint(stored), 0, np.iinfo(np.int16).max).astype(np.int16)
+    dtype = np.dtype(profile.dtype)
+    if np.issubdtype(dtype, np.integer):
+        return np.clip(np.rint(stored), 0, np.iinfo(dtype).max).astype(dtype)
     return stored.astype(np.float32)
