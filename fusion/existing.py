@@ -84,6 +84,7 @@ def drop_existing_lesions(
     spacing: float,
     shell_mm: float = SHELL_MM,
     max_fraction: float = MAX_BASELINE_FRACTION,
+    inside: np.ndarray | None = None,
 ) -> np.ndarray:
     """``mask`` (bool) without the lesions already hyperintense at baseline.
 
@@ -95,6 +96,8 @@ def drop_existing_lesions(
         shell_mm: outer radius of the surroundings each contrast is measured against.
         max_fraction: a lesion whose baseline contrast exceeds this share of its follow-up
             contrast is old and dropped.
+        inside: where surroundings may be measured (the brain both scans acquired): scalp,
+            skull or a field-of-view border next to a lesion say nothing of its baseline.
     """
     labels, count = cc3d.connected_components(np.ascontiguousarray(mask > 0), connectivity=6, return_N=True)
     if count == 0:
@@ -102,10 +105,11 @@ def drop_existing_lesions(
     structure = _ball(max(1.0, shell_mm / spacing))
     margin = structure.shape[0] // 2
     t0, t1 = t0.astype(np.float32, copy=False), t1.astype(np.float32, copy=False)
+    outside = np.zeros(labels.shape, bool) if inside is None else ~inside.astype(bool)
     old = np.zeros(count + 1, dtype=bool)
     for index, box in enumerate(ndimage.find_objects(labels), start=1):
         box = _grown_box(box, margin, labels.shape)
         lesion = labels[box] == index
-        outer = ndimage.binary_dilation(lesion, structure)
+        outer = ndimage.binary_dilation(lesion, structure) & ~outside[box]
         old[index] = baseline_fraction(lesion, t0[box], t1[box], outer, labels[box] > 0) > max_fraction
     return (labels > 0) & ~old[labels]

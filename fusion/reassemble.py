@@ -23,22 +23,22 @@ import cv2
 import nibabel as nib
 import numpy as np
 import pandas as pd
+from scipy import ndimage
 from tqdm import tqdm
 
 from fusion.existing import drop_existing_lesions
-from fusion.voting import Vote, fuse_views
+from fusion.voting import Vote, fuse_views, operating_level
 from slicer.errors import InputError
 from slicer.geometry import AXIS_OF, ORIENTATIONS, CaseGeometry, slice_image, volume_from_images
-from slicer.io import save_nifti
-from slicer.lesions import MIN_LESION_MM3
+from slicer.io import save_nifti, spacing_of
+from slicer.lesions import MIN_LESION_MM3, remove_small_lesions
+from slicer.manifest import read_manifest
 from slicer.predictions import decode_probability
-from slicer.writer import read_source_volume, source_channel
+from slicer.writer import read_roi, read_source_volume, source_channel
 
 __all__ = [
-    "MANIFEST_COLUMNS",
     "Thresholds",
     "ReassembleOptions",
-    "read_manifest",
     "read_probability_png",
     "read_views",
     "read_baseline",
@@ -47,7 +47,6 @@ __all__ = [
     "reassemble",
 ]
 
-MANIFEST_COLUMNS = ("stem", "case", "split", "orientation", "index", "height", "width")
 READ_THREADS = 4  # PNG decoding releases the GIL; a few threads hide the file system latency
 Thresholds = float | Sequence[float]
 
@@ -71,24 +70,6 @@ class ReassembleOptions:
     split: str | None = None
     orientations: Sequence[str] = ORIENTATIONS
     overwrite: bool = False
-
-
-def read_manifest(slices: Path | str) -> pd.DataFrame:
-    """The export's ``manifest.csv``, checked for the columns fusion needs."""
-    path = Path(slices) / "manifest.csv"
-    if not path.is_file():
-        raise InputError(path, "manifest not found (is this a slicer export folder?)")
-    try:
-        manifest = pd.read_csv(path, dtype={"stem": str, "case": str, "split": str, "orientation": str})
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
-        raise InputError(path, f"unreadable manifest ({type(error).__name__})") from None
-    missing = [c for c in MANIFEST_COLUMNS if c not in manifest.columns]
-    if missing:
-        raise InputError(path, f"manifest lacks column(s) {', '.join(missing)}")
-    unknown = sorted(set(manifest["orientation"]) - set(ORIENTATIONS))
-    if unknown:
-        raise InputError(path, f"unknown orientation(s) {', '.join(map(str, unknown))}")
-    return manifest
 
 
 def read_probability_png(path: Path, height: int, width: int) -> np.ndarray:
@@ -164,6 +145,7 @@ def reassemble_case(
     min_size_mm3: float = MIN_LESION_MM3,
     baseline: tuple[np.ndarray, np.ndarray] | None = None,
     planes: Sequence[str] | None = None,
+    roi: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Fuse export-grid views and map the result to the original t1 grid.
 
@@ -173,14 +155,41 @@ def reassemble_case(
             the vote (see :func:`fusion.voting.fuse_views`).
         baseline: ``(t0, t1)`` on the export grid: lesions already hyperintense at baseline
             are dropped (:func:`fusion.existing.drop_existing_lesions`); None keeps them.
+        roi: where lesions may be (the brain both scans acquired, export grid): the views
+            are zero outside it. None: everywhere.
 
-    Returns ``(mask, prob)``: uint8 binary mask (nearest neighbour, exact) and float32
-    probability (linear interpolation), both of ``geometry.original_shape``.
+    Returns ``(mask, prob)``: uint8 binary mask and float32 probability (linear
+    interpolation), both of ``geometry.original_shape``. Where the export grid is not
+    coarser than the scan, the mask maps back by nearest neighbour (exact); elsewhere the
+    probability is resampled first and thresholded on the scan's grid, so that a thick-slice
+    or sub-millimetre scan gets smooth lesion borders rather than export-voxel blocks.
     """
+    if roi is not None:
+        views = [np.where(roi, view, np.float32(0)) for view in views]
     mask, prob = fuse_views(views, vote, min_votes, threshold, min_size_mm3, geometry.spacing, planes)
     if baseline is not None:
-        mask = drop_existing_lesions(mask, *baseline, spacing=geometry.spacing).astype(np.uint8)
-    return geometry.to_original(mask, order=0), geometry.to_original(prob, order=1)
+        mask = drop_existing_lesions(mask, *baseline, spacing=geometry.spacing, inside=roi).astype(np.uint8)
+    prob_original = geometry.to_original(prob, order=1)
+    if geometry.is_exactly_invertible:
+        return geometry.to_original(mask, order=0), prob_original
+    decided = _resampled_decision(geometry, mask.astype(bool), prob, operating_level(threshold))
+    spacing = spacing_of(np.asarray(geometry.original_affine))
+    return remove_small_lesions(decided, spacing, min_size_mm3).astype(np.uint8), prob_original
+
+
+def _resampled_decision(
+    geometry: CaseGeometry, mask: np.ndarray, prob: np.ndarray, level: float
+) -> np.ndarray:
+    """The fused mask on the original grid: its probability resampled, then thresholded.
+
+    Inside the mask the probability is held above ``level`` and around it below, so the
+    original-grid mask follows the probability's contour between export voxels yet holds no
+    lesion the fusion did not keep (nor loses voxels a voxel-wise vote kept).
+    """
+    band = ndimage.binary_dilation(mask, iterations=1)
+    above = np.nextafter(np.float32(level), np.float32(1.0))
+    score = np.where(mask, np.maximum(prob, above), np.where(band, np.minimum(prob, np.float32(level)), 0))
+    return geometry.to_original(score.astype(np.float32), order=1) > level
 
 
 def folder_thresholds(threshold: Thresholds, folders: int, source: str = "--threshold") -> list[float]:
@@ -240,7 +249,7 @@ def _select(manifest: pd.DataFrame, options: ReassembleOptions, source: Path) ->
 def reassemble(options: ReassembleOptions) -> list[Path]:
     """Reassemble every selected case of an export; returns the masks written (or kept)."""
     slices, out = Path(options.slices), Path(options.out)
-    manifest = read_manifest(slices)
+    manifest = read_manifest(slices / "manifest.csv")
     cases = _select(manifest, options, slices / "manifest.csv")
     # Only the chosen planes become views (e.g. a single-plane model: --orientations axial).
     manifest = manifest[manifest["orientation"].isin(options.orientations)]
@@ -286,9 +295,18 @@ def _write_case(
         views += folder_views.values()
         planes += folder_views.keys()
         thresholds += [threshold] * len(folder_views)
-    baseline = None if options.keep_existing else read_baseline(Path(options.slices), rows, geometry)
+    export = Path(options.slices)
+    baseline = None if options.keep_existing else read_baseline(export, rows, geometry)
     mask, prob = reassemble_case(
-        geometry, views, options.vote, options.min_votes, thresholds, options.min_size_mm3, baseline, planes
+        geometry,
+        views,
+        options.vote,
+        options.min_votes,
+        thresholds,
+        options.min_size_mm3,
+        baseline,
+        planes,
+        roi=read_roi(export, geometry),
     )
     affine, header = np.asarray(geometry.original_affine), _t1_header(geometry)
     out = Path(options.out)

@@ -68,10 +68,22 @@ __all__ = [
     "calibrate",
     "default_min_votes",
     "merge_planes",
+    "operating_level",
 ]
 
 Vote = Literal["none", "mean", "majority", "triplanar"]
 VOTE_MODES: tuple[str, ...] = ("none", "mean", "majority", "triplanar")
+
+
+def operating_level(threshold: float | Sequence[float]) -> float:
+    """The probability above which the fused ``prob`` of :func:`fuse_views` is a lesion.
+
+    >>> operating_level(0.3), operating_level([0.4, 0.4]), operating_level([0.5, 0.25])
+    (0.3, 0.4, 0.5)
+    """
+    if np.isscalar(threshold):
+        return float(threshold)
+    return float(threshold[0]) if len(set(threshold)) == 1 else 0.5
 
 
 def default_min_votes(views: int) -> int:
@@ -189,11 +201,9 @@ def fuse_views(
     if not np.isscalar(threshold):
         if len(threshold) != len(views):
             raise ValueError(f"{len(threshold)} thresholds for {len(views)} views")
-        if len(set(threshold)) == 1:  # one operating point for all: no calibration needed
-            threshold = threshold[0]
-        else:
+        if len(set(threshold)) > 1:  # one operating point for all needs no calibration
             views = [calibrate(view, t) for view, t in zip(views, threshold, strict=True)]
-            threshold = 0.5
+    threshold = operating_level(threshold)
     if planes is not None:
         views = merge_planes(views, planes)
     min_votes = default_min_votes(len(views)) if min_votes is None else min_votes

@@ -33,6 +33,8 @@ def _segment(args: argparse.Namespace) -> None:
         keep_existing=args.keep_existing,
         spacing=args.spacing,
         register=args.register,
+        brain_mask_mode=args.brain_mask,
+        brain_mask_file=args.brain_mask_file,
         batch=args.batch,
         save_prob=args.save_prob,
     )
@@ -110,6 +112,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--spacing", type=float, default=1.0, help="isotropic slicing spacing in mm (default 1.0)"
     )
     segment.add_argument("--register", default="auto", choices=("auto", "rigid", "affine", "none"))
+    segment.add_argument(
+        "--brain-mask",
+        default="auto",
+        choices=("auto", "dataset", "compute", "none"),
+        help="where lesions are looked for: --brain-mask-file (dataset), a mask computed by deepbet "
+        "(compute) or the whole head (none); default auto: the file when given, else computed",
+    )
+    segment.add_argument(
+        "--brain-mask-file", type=Path, default=None, help="brain mask on the t2 grid (e.g. the dataset's)"
+    )
     segment.add_argument("--batch", type=int, default=16, help="slices per forward pass (default 16)")
     segment.add_argument("--save-prob", action="store_true", help="also write <output>_prob.nii.gz")
     segment.set_defaults(run=_segment)

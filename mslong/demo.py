@@ -25,6 +25,7 @@ from mslong.segment import segment_patient
 from slicer.datasets import load_dataset
 from slicer.export import ExportOptions, export_dataset
 from slicer.io import atomic_path
+from slicer.manifest import read_manifest
 from slicer.phantom import write_phantom
 from slicer.summary import case_table
 
@@ -149,7 +150,7 @@ def training_data(options: DemoOptions, data: Path) -> Path:
     about training as the whole split at a fraction of the time; the scores of the table come
     from every validation slice, predicted after training.
     """
-    manifest = pd.read_csv(data.parent / "manifest.csv")
+    manifest = read_manifest(data.parent / "manifest.csv")
     val = manifest[manifest["split"] == "val"].sample(frac=1.0, random_state=options.seed)
     chosen = pd.concat([val[val["instances"] > 0], val[val["instances"] == 0]]).head(options.val_slices)
     return _derived_yaml(data, "train", val=_listing(data, "val_sample.txt", "val", sorted(chosen["stem"])))
@@ -164,7 +165,7 @@ def _yolo_data(options: DemoOptions, data: Path) -> Path:
     (430 slices an epoch), against 0.29 after 8 epochs on every training slice (499), in about
     the same time. UNeXt samples lesion crops itself and trains on the export as it is.
     """
-    manifest = pd.read_csv(data.parent / "manifest.csv")
+    manifest = read_manifest(data.parent / "manifest.csv")
     train = manifest[manifest["split"] == "train"]
     lesion = sorted(train.loc[train["instances"] > 0, "stem"])
     empty = train[train["instances"] == 0].sample(frac=YOLO_EMPTY_FRACTION, random_state=options.seed)

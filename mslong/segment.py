@@ -19,9 +19,10 @@ from tqdm import tqdm
 
 from fusion.baseline import subtraction_baseline
 from fusion.reassemble import folder_thresholds, reassemble_case
+from slicer.brain import brain_mask
 from slicer.errors import InputError
 from slicer.geometry import AXIS_OF, ORIENTATIONS, volume_from_images
-from slicer.io import load_volume, save_nifti, spacing_of
+from slicer.io import check_same_grid, load_nifti, load_volume, save_nifti, spacing_of
 from slicer.lesions import count_lesions
 from slicer.predictions import quantise_probability
 from slicer.prepare import PreparedCase, prepare_case, slice_channels
@@ -102,6 +103,8 @@ def segment_patient(
     keep_existing: bool = False,
     spacing: float = 1.0,
     register: str = "auto",
+    brain_mask_mode: str = "auto",
+    brain_mask_file: Path | None = None,
     batch: int = 16,
     save_prob: bool = False,
 ) -> SegmentResult:
@@ -110,20 +113,27 @@ def segment_patient(
     Without ``weights`` the classic subtraction baseline runs instead of the networks.
     ``threshold``: None gives each model its own operating point (``Predictor.threshold``);
     one value serves every model, or give one per weights file. Lesions already hyperintense
-    at baseline are dropped unless ``keep_existing`` (:mod:`fusion.existing`).
+    at baseline are dropped unless ``keep_existing`` (:mod:`fusion.existing`). Lesions are
+    looked for in the brain both scans acquired: ``brain_mask_file`` (on the follow-up's grid)
+    or a mask computed by deepbet (:func:`slicer.brain.brain_mask`, ``brain_mask_mode``).
     """
     from mslong.models import load_predictor  # imports torch: only when segmenting
 
     t0, t0_img = load_volume(time01)
     t1, t1_img = load_volume(time02)
     check_same_subject(t0_img, t1_img, time01, time02)
+    if brain_mask_file is not None:
+        check_same_grid(load_nifti(brain_mask_file), t1_img, brain_mask_file, time02)
+    brain, _ = brain_mask(brain_mask_mode, t1, t1_img.affine, brain_mask_file, scan=time02, device=device)
     predictors = [load_predictor(path, device=device) for path in weights]
     own = [predictor.threshold for predictor in predictors]
     per_model = (
         folder_thresholds(own if threshold is None else threshold, len(predictors)) if predictors else []
     )
     try:
-        prepared = prepare_case(t1, t1_img, t0, t0_img, spacing=spacing, register=register)
+        prepared = prepare_case(
+            t1, t1_img, t0, t0_img, brain=brain, spacing=spacing, register=register, source=time02
+        )
     except RegistrationError as error:
         # Registration refuses pairs whose edges do not correlate: often two different subjects.
         raise InputError(time01, f"cannot be aligned with {Path(time02).name}: {error}") from None
@@ -134,13 +144,13 @@ def segment_patient(
     else:  # one view, nothing to vote on
         views = [
             subtraction_baseline(
-                prepared.normalised["t1n"], prepared.normalised["t0n"], spacing, head=prepared.head
+                prepared.normalised["t1n"], prepared.normalised["t0n"], spacing, head=prepared.roi
             )
         ]
         vote, threshold = "none", 0.5
     baseline = None if keep_existing else (prepared.volumes["t0"], prepared.volumes["t1"])
     mask, prob = reassemble_case(
-        prepared.geometry, views, vote, min_votes, threshold, min_size_mm3, baseline, planes
+        prepared.geometry, views, vote, min_votes, threshold, min_size_mm3, baseline, planes, roi=prepared.roi
     )
     save_nifti(mask.astype(np.uint8), t1_img.affine, out, header=t1_img.header)
     if save_prob:

@@ -28,15 +28,17 @@ import pandas as pd
 from scipy import ndimage
 from tqdm import tqdm
 
+from slicer.brain import BRAIN_MASK_MODES, brain_mask
 from slicer.dataset_yaml import channel_names, write_export_yaml
 from slicer.datasets import Case, check_case, load_dataset
 from slicer.errors import InputError
 from slicer.evolution import simulate_evolution
 from slicer.geometry import ORIENTATIONS
 from slicer.io import atomic_path, load_mask, load_volume, spacing_of
+from slicer.manifest import MANIFEST_COLUMNS, empty_manifest, read_manifest
 from slicer.prepare import SOURCES, prepare_case
 from slicer.register import METHODS, RegistrationError
-from slicer.writer import MANIFEST_COLUMNS, remove_files, write_case_slices
+from slicer.writer import remove_files, roi_name, write_case_slices, write_roi
 
 __all__ = ["ExportOptions", "ExportSummary", "export_dataset", "export_case", "assign_splits", "parse_label"]
 
@@ -61,6 +63,7 @@ class ExportOptions:
     recipe: tuple[str, ...] = SOURCES
     context: int = 1
     register: str = "auto"
+    brain_mask: str = "auto"
     match_histograms: bool = False
     label: str = "consensus"
     val_fraction: float = 0.2
@@ -86,6 +89,7 @@ class ExportOptions:
             else f"sources of {SOURCES}, t1 first",
             "--context": None if self.context >= 0 else "must be 0 or more",
             "--register": None if self.register in METHODS else f"use one of {METHODS}",
+            "--brain-mask": None if self.brain_mask in BRAIN_MASK_MODES else f"use one of {BRAIN_MASK_MODES}",
             "--val-fraction": None if 0 <= self.val_fraction < 1 else "must be in [0, 1)",
             "--drop-empty-fraction": None if 0 <= self.drop_empty_fraction <= 1 else "must be in [0, 1]",
             "--workers": None if self.workers >= 1 else "must be 1 or more",
@@ -97,7 +101,8 @@ class ExportOptions:
 
     def settings(self, split: str) -> dict[str, Any]:
         """What defines a case's files; a finished case made with other settings is refused."""
-        keys = ("spacing", "orientations", "recipe", "context", "register", "match_histograms", "label")
+        keys = ("spacing", "orientations", "recipe", "context", "register", "brain_mask", "match_histograms")
+        keys += ("label",)
         keys += ("drop_empty_fraction", "simulate_evolution", "seed")
         return {"split": split, **{k: json.loads(json.dumps(getattr(self, k))) for k in keys}}
 
@@ -172,6 +177,7 @@ def _load_case(case: Case, options: ExportOptions, seed: int) -> tuple[dict[str,
     """Arrays for :func:`prepare_case` and provenance for the case JSON."""
     t1, t1_img = load_volume(case.t1)
     mask, raters = _load_labels(case, options.label, t1_img)
+    brain, brain_info = brain_mask(options.brain_mask, t1, t1_img.affine, case.brain_mask, scan=case.t1)
     info: dict[str, Any] = {"sources": {"t1": str(case.t1), "t0": str(case.t0) if case.t0 else None}}
     t0, t0_img = load_volume(case.t0) if case.t0 is not None else (None, None)
     if t0 is None and options.simulate_evolution:
@@ -184,7 +190,7 @@ def _load_case(case: Case, options: ExportOptions, seed: int) -> tuple[dict[str,
         info["evolution"] = evolution.to_dict()
     soft = np.mean(raters, axis=0, dtype=np.float32) if raters else None
     arrays = {"t1": t1, "t1_img": t1_img, "t0": t0, "t0_img": t0_img, "mask": mask, "soft": soft}
-    return arrays, info
+    return {**arrays, "brain": brain}, {**info, "brain_mask": brain_info}
 
 
 def _finished(out: Path, case: Case, settings: dict[str, Any]) -> pd.DataFrame | None:
@@ -194,13 +200,13 @@ def _finished(out: Path, case: Case, settings: dict[str, Any]) -> pd.DataFrame |
     done = json.loads(path.read_text()).get("extra", {}).get("export")
     if done != settings:
         raise InputError(path, "was exported with other settings or split; use --overwrite or another --out")
-    return pd.read_csv(out / "cases" / f"{case.id}.csv")
+    return read_manifest(out / "cases" / f"{case.id}.csv")
 
 
 def _remove_case(out: Path, case_id: str) -> None:
     manifest = out / "cases" / f"{case_id}.csv"
     if manifest.is_file():
-        for stem, split in pd.read_csv(manifest)[["stem", "split"]].itertuples(index=False):
+        for stem, split in read_manifest(manifest)[["stem", "split"]].itertuples(index=False):
             remove_files(
                 [
                     out / kind / split / f"{stem}{ext}"
@@ -208,6 +214,7 @@ def _remove_case(out: Path, case_id: str) -> None:
                 ]
             )
     (out / "cases" / f"{case_id}.json").unlink(missing_ok=True)
+    (out / "cases" / roi_name(case_id)).unlink(missing_ok=True)
     manifest.unlink(missing_ok=True)
 
 
@@ -231,6 +238,7 @@ def export_case(
             register=options.register,
             match_histograms=options.match_histograms,
             seed=options.seed,
+            source=case.t1,
         )
         rows = write_case_slices(
             prepared,
@@ -248,6 +256,8 @@ def export_case(
         with atomic_path(out / "cases" / f"{case.id}.csv") as tmp:
             table.to_csv(tmp, index=False)
         written.append(out / "cases" / f"{case.id}.csv")
+        written.append(write_roi(prepared, out / "cases" / roi_name(case.id)))
+        info["brain_mask"] = {**info["brain_mask"], "file": roi_name(case.id), **prepared.info}
         geometry = prepared.geometry.with_extra(
             case=case.id,
             dataset=case.dataset,
@@ -345,9 +355,7 @@ def export_dataset(options: ExportOptions) -> ExportSummary:
         else:
             failed[case_id] = problem
             print(f"slicer export: case {case_id} left out: {problem}")
-    manifest = pd.concat(
-        [tables[c.id] for c in cases if c.id in tables] or [pd.DataFrame(columns=list(MANIFEST_COLUMNS))]
-    )
+    manifest = pd.concat([tables[c.id] for c in cases if c.id in tables] or [empty_manifest()])
     with atomic_path(out / "manifest.csv") as tmp:
         manifest.to_csv(tmp, index=False)
     return ExportSummary(

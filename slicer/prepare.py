@@ -13,10 +13,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 
+from slicer.brain import acquired, check_joint_fov
 from slicer.geometry import AXIS_OF, CaseGeometry, slice_image
 from slicer.normalise import (
     head_bounding_box,
@@ -44,6 +46,7 @@ CROP_MARGIN_MM = 4.0
 # Scale of the t0/t1 intensity ratio that local matching removes: far larger than a lesion
 # (1 cm³ is a 12 mm sphere), about the scale on which bias fields vary.
 LOCAL_MATCHING_MM = 10.0
+NEUTRAL_DIFF = np.uint8(128)  # the diff channel's "no change", also where t0 acquired nothing
 
 
 @dataclass
@@ -55,6 +58,8 @@ class PreparedCase:
         volumes: uint8 export-grid volumes per source (``t1``, ``t0``, ``diff``).
         normalised: float32 [0, 1] volumes ``t1n`` and ``t0n``.
         head: boolean head mask on the export grid.
+        roi: where new lesions are looked for on the export grid: the brain (the head without
+            a brain mask) inside the field of view both scans acquired.
         mask: uint8 0/1 new-lesion mask on the export grid (or None).
         soft: optional uint8 0..255 soft mask (mean of raters) on the export grid.
         registration: what brought t0 onto t1 (None without t0).
@@ -64,6 +69,7 @@ class PreparedCase:
     volumes: dict[str, np.ndarray]
     normalised: dict[str, np.ndarray]
     head: np.ndarray
+    roi: np.ndarray
     mask: np.ndarray | None = None
     soft: np.ndarray | None = None
     registration: Registration | None = None
@@ -77,14 +83,14 @@ def to_uint8(normalised: np.ndarray) -> np.ndarray:
 
 def difference_to_uint8(t1n: np.ndarray, t0n: np.ndarray) -> np.ndarray:
     """The contract's diff channel: 128 + 127.5 * (t1n - t0n), clipped; no change maps to 128."""
-    return np.clip(np.rint(128.0 + 127.5 * (t1n - t0n)), 0, 255).astype(np.uint8)
+    return np.clip(np.rint(NEUTRAL_DIFF + 127.5 * (t1n - t0n)), 0, 255).astype(np.uint8)
 
 
-def _crop_geometry(t1_img: nib.Nifti1Image, head: np.ndarray, spacing: float) -> CaseGeometry:
+def _crop_geometry(t1_img: nib.Nifti1Image, region: np.ndarray, spacing: float) -> CaseGeometry:
     geometry = CaseGeometry.from_image(t1_img, spacing)
     margin = int(np.ceil(CROP_MARGIN_MM / spacing))
     return geometry.with_crop(
-        head_bounding_box(geometry.to_export(head.astype(np.uint8), order=0) > 0, margin)
+        head_bounding_box(geometry.to_export(region.astype(np.uint8), order=0) > 0, margin)
     )
 
 
@@ -96,54 +102,72 @@ def prepare_case(
     mask: np.ndarray | None = None,
     *,
     soft: np.ndarray | None = None,
+    brain: np.ndarray | None = None,
     spacing: float = 1.0,
     register: str = "auto",
     match_histograms: bool = False,
     seed: int = 0,
+    source: str | Path = "t1",
 ) -> PreparedCase:
-    """Register t0 onto t1, resample to ``spacing`` mm, crop to the head and normalise.
+    """Register t0 onto t1, resample to ``spacing`` mm, crop and normalise inside the brain.
 
-    Both scans are rescaled from their robust head range to [0, 1]; t0 is then matched to
-    t1 (histogram, when asked, and always the smooth local intensity ratio: see
+    Both scans are rescaled from their robust range inside the region of interest (the
+    brain both scans acquired; the head without a brain mask) to [0, 1]; t0 is then matched
+    to t1 there (histogram, when asked, and always the smooth local intensity ratio: see
     :func:`slicer.normalise.match_local_intensity`), so that ``diff`` shows focal change.
+    Where t0 acquired nothing, its channel is 0 and ``diff`` is neutral (128): missing, not
+    change.
 
     Args:
         t1, t1_img: follow-up voxels and image; its grid is the reference.
         t0, t0_img: baseline (None for one time point: only ``t1`` is prepared).
         mask: new-lesion mask on t1's grid (0/1).
         soft: optional soft mask in [0, 1] on t1's grid (mean of raters).
+        brain: boolean brain mask on t1's grid (:func:`slicer.brain.brain_mask`); None: the head.
         spacing: isotropic export spacing in mm.
         register: ``auto``, ``rigid``, ``affine`` or ``none`` (see :func:`slicer.register.register`).
-        match_histograms: map t0's histogram onto t1's inside the head before differencing.
+        match_histograms: map t0's histogram onto t1's inside the brain before differencing.
         seed: seed of the registration's random sampling.
+        source: the follow-up's path, named by errors about the joint field of view.
 
     Raises:
         slicer.register.RegistrationError: registration failed (the caller decides what to skip).
+        InputError: the scans' joint field of view covers under half the brain.
     """
     head_original = head_mask(t1)
-    registration = None
+    region = head_original if brain is None else brain.astype(bool)
+    registration, joint = None, acquired(t1)
     if t0 is not None and t0_img is not None:
-        t0, registration = register_t0(t1, t1_img, t0, t0_img, register, seed=seed, mask=head_original)
-    geometry = _crop_geometry(t1_img, head_original, spacing)
+        t0, registration, t0_seen = register_t0(
+            t1, t1_img, t0, t0_img, register, seed=seed, mask=head_original
+        )
+        joint &= t0_seen
+    share = check_joint_fov(region, joint, Path(source))
+    geometry = _crop_geometry(t1_img, region, spacing)
     head = geometry.to_export(head_original.astype(np.uint8), order=0) > 0
-    normalised = {"t1n": robust_rescale(geometry.to_export(t1, order=1), head)}
+    fov = geometry.to_export(joint.astype(np.uint8), order=0) > 0
+    roi = (geometry.to_export(region.astype(np.uint8), order=0) > 0) & fov
+    normalised = {"t1n": robust_rescale(geometry.to_export(t1, order=1), roi)}
     volumes = {"t1": to_uint8(normalised["t1n"])}
     if t0 is not None:
-        t0n = robust_rescale(geometry.to_export(t0, order=1), head)
+        t0n = robust_rescale(geometry.to_export(t0, order=1), roi)
         if match_histograms:
-            t0n = np.clip(match_to_reference(t0n, normalised["t1n"], head), 0.0, 1.0)
-        t0n = match_local_intensity(t0n, normalised["t1n"], head, LOCAL_MATCHING_MM / spacing)
+            t0n = np.clip(match_to_reference(t0n, normalised["t1n"], roi), 0.0, 1.0)
+        t0n = match_local_intensity(t0n, normalised["t1n"], roi, LOCAL_MATCHING_MM / spacing)
+        t0n[~fov] = 0.0
         normalised["t0n"] = t0n
         volumes["t0"] = to_uint8(t0n)
-        volumes["diff"] = difference_to_uint8(normalised["t1n"], t0n)
+        volumes["diff"] = np.where(fov, difference_to_uint8(normalised["t1n"], t0n), NEUTRAL_DIFF)
     return PreparedCase(
         geometry=geometry,
         volumes=volumes,
         normalised=normalised,
         head=head,
+        roi=roi,
         mask=None if mask is None else geometry.to_export(mask.astype(np.uint8), order=0),
         soft=None if soft is None else to_uint8(geometry.to_export(soft.astype(np.float32), order=0)),
         registration=registration,
+        info={"joint_fov_share": round(share, 4), "roi_voxels": int(roi.sum())},
     )
 
 

@@ -3,15 +3,21 @@
 The follow-up defines the grid (t1 is fixed, t0 moving), so labels and predictions never
 move. Mattes mutual information on the whole image (a head mask on the fixed image made it
 diverge on scans whose contrast changed: the skull edge carries the signal), three
-resolution levels of about 8, 4 and 2 mm voxels and a centred initial transform. ``auto`` skips the work when both
-scans share one grid and a cheap test says they are already aligned (MSSEG-2's scans are
+resolution levels of about 8, 4 and 2 mm voxels and a centred initial transform. Both scans
+are first resampled onto isotropic 2 mm grids, so that a 2D FLAIR of 3-5 mm slices keeps
+its slices in the coarse levels (a pyramid shrinks every axis by one factor). ``auto``
+skips the work when both scans share one grid and a cheap test says they are already aligned (MSSEG-2's scans are
 all resampled onto a "middle space").
+
+Only what both scans acquired is compared: a baseline zero-filled beyond its field of
+view (:func:`slicer.brain.acquired`) is tested for alignment where it has data, and its
+acquired region travels onto t1's grid with it.
 
 The transform is reported as ``t1_to_t0_world``: a 4x4 matrix taking a world point (RAS
 mm, nibabel's convention) of t1 anatomy to where that anatomy sits in t0 - SimpleITK's
 fixed-to-moving direction, turned from LPS into RAS.
 
->>> aligned, info = register(t1, t1_img, t0, t0_img, method="auto")  # doctest: +SKIP
+>>> aligned, info, seen = register(t1, t1_img, t0, t0_img, method="auto")  # doctest: +SKIP
 >>> info.method, np.round(info.t1_to_t0_world, 2)  # doctest: +SKIP
 """
 
@@ -26,6 +32,7 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
+from slicer.brain import acquired
 from slicer.io import GRID_TOLERANCE_MM, spacing_of
 from slicer.normalise import head_mask
 
@@ -37,6 +44,10 @@ MIN_CORRELATION = 0.5
 # LPS (ITK) <-> RAS (nibabel): flip the first two world axes.
 _FLIP = np.diag([-1.0, -1.0, 1.0, 1.0])
 
+
+# The registration runs on both scans resampled to isotropic voxels of this size: its finest
+# level gives sub-millimetre accuracy already, at an eighth of the cost of 1 mm.
+PYRAMID_VOXEL_MM = 2.0
 
 # Fraction of the fixed voxels of each level sampled by the metric: about 20 000 points at
 # the 2 mm level, as accurate as 10 % (benchmarks/bench_export.py) at a fifth of the cost.
@@ -154,9 +165,25 @@ def _world_matrix(transform: sitk.Transform) -> np.ndarray:
     return _FLIP @ lps @ _FLIP
 
 
+def _isotropic(image: sitk.Image, voxel_mm: float) -> sitk.Image:
+    """``image`` on an isotropic grid of ``voxel_mm`` over the same box, low-passed first where
+    that grid is coarser (a thick-slice scan's pyramid would otherwise shrink its few slices
+    as much as its fine in-plane axes)."""
+    spacing = np.asarray(image.GetSpacing())
+    size = np.maximum(np.round(np.asarray(image.GetSize()) * spacing / voxel_mm), 1).astype(int)
+    sigma = np.maximum(voxel_mm**2 - spacing**2, 0.0) ** 0.5 / 2.0  # in mm, per axis
+    image = sitk.SmoothingRecursiveGaussian(image, [float(v) for v in np.maximum(sigma, 1e-3)])
+    origin = image.TransformContinuousIndexToPhysicalPoint([-0.5 + 0.5 * voxel_mm / s for s in spacing])
+    return sitk.Resample(
+        image, [int(n) for n in size], sitk.Transform(), sitk.sitkLinear, origin, [voxel_mm] * 3,
+        image.GetDirection(), 0.0, image.GetPixelID(),
+    )  # fmt: skip
+
+
 def _run_registration(
     fixed: sitk.Image, moving: sitk.Image, method: str, seed: int
 ) -> tuple[sitk.Transform, float]:
+    fixed, moving = _isotropic(fixed, PYRAMID_VOXEL_MM), _isotropic(moving, PYRAMID_VOXEL_MM)
     kind = sitk.Euler3DTransform() if method == "rigid" else sitk.AffineTransform(3)
     initial = sitk.CenteredTransformInitializer(
         fixed, moving, kind, sitk.CenteredTransformInitializerFilter.MOMENTS
@@ -175,9 +202,8 @@ def _run_registration(
         learningRate=1.0, minStep=1e-3, numberOfIterations=100, relaxationFactor=0.6
     )
     method_.SetOptimizerScalesFromPhysicalShift()
-    # Finest level about 2 mm: sub-millimetre accuracy already, at an eighth of the cost of 1 mm.
-    voxel = min(fixed.GetSpacing())
-    method_.SetShrinkFactorsPerLevel([max(1, round(mm / voxel)) for mm in (8.0, 4.0, 2.0)])
+    # Levels of 8, 4 and 2 mm voxels on the isotropic grid of PYRAMID_VOXEL_MM.
+    method_.SetShrinkFactorsPerLevel([max(1, round(mm / PYRAMID_VOXEL_MM)) for mm in (8.0, 4.0, 2.0)])
     method_.SetSmoothingSigmasPerLevel([2.0, 1.0, 0.0])
     method_.SmoothingSigmasAreSpecifiedInPhysicalUnitsOff()
     method_.SetInitialTransform(initial, inPlace=True)
@@ -194,8 +220,9 @@ def register(
     *,
     seed: int = 0,
     mask: np.ndarray | None = None,
-) -> tuple[np.ndarray, Registration]:
-    """Bring ``t0`` onto ``t1``'s grid; returns the resampled t0 (float32) and what was done.
+) -> tuple[np.ndarray, Registration, np.ndarray]:
+    """Bring ``t0`` onto ``t1``'s grid; returns the resampled t0 (float32), what was done, and
+    the voxels of t1's grid that t0 acquired (boolean).
 
     Args:
         t1, t1_img: follow-up voxels and image (the fixed grid).
@@ -213,20 +240,22 @@ def register(
     started = time.perf_counter()
     same_grid = _same_grid(t0_img, t1_img)
     mask = head_mask(t1) if mask is None else mask
+    seen = acquired(t0)
     voxel_mm = float(spacing_of(t1_img.affine).min())
-    before = edge_correlation(t1, t0, mask, voxel_mm) if same_grid else None
+    compared = mask & seen if same_grid else None
+    before = edge_correlation(t1, t0, compared, voxel_mm) if same_grid else None
     skip = method == "none" or (
         method == "auto"
         and before is not None
         and before >= MIN_CORRELATION
-        and looks_aligned(t1, t0, mask, voxel_mm)
+        and looks_aligned(t1, t0, compared, voxel_mm)
     )
     if skip:
         if before is None:
             raise RegistrationError("t0 is on another grid than t1; --register none cannot use it")
         reason = "asked for none" if method == "none" else "auto: same grid, already aligned"
         info = Registration("none", reason, np.eye(4), correlation=round(before, 4))
-        return t0.astype(np.float32, copy=False), info
+        return t0.astype(np.float32, copy=False), info, seen
     chosen = "rigid" if method == "auto" else method
     fixed, moving = _to_sitk(t1, t1_img.affine), _to_sitk(t0, t0_img.affine)
     try:
@@ -236,7 +265,10 @@ def register(
     background = float(np.percentile(t0, 1))
     resampled = sitk.Resample(moving, fixed, transform, sitk.sitkLinear, background, sitk.sitkFloat32)
     moved = sitk.GetArrayFromImage(resampled).transpose(2, 1, 0)
-    score = edge_correlation(t1, moved, mask, voxel_mm)
+    seen_image = _to_sitk(seen.astype(np.float32), t0_img.affine)
+    seen = sitk.GetArrayFromImage(sitk.Resample(seen_image, fixed, transform, sitk.sitkNearestNeighbor, 0.0))
+    seen = seen.transpose(2, 1, 0) > 0.5
+    score = edge_correlation(t1, moved, mask & seen, voxel_mm)
     if not np.isfinite(metric) or score < MIN_CORRELATION:
         raise RegistrationError(
             f"{chosen} registration did not converge (edge correlation {score:.2f} < {MIN_CORRELATION})"
@@ -253,4 +285,4 @@ def register(
         correlation=round(score, 4),
         seconds=time.perf_counter() - started,
     )
-    return np.ascontiguousarray(moved), info
+    return np.ascontiguousarray(moved), info, seen

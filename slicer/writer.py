@@ -23,7 +23,8 @@ import numpy as np
 import tifffile
 
 from slicer.errors import InputError
-from slicer.geometry import AXIS_OF, ORIENTATIONS, slice_image, volume_from_images
+from slicer.geometry import AXIS_OF, ORIENTATIONS, CaseGeometry, slice_image, volume_from_images
+from slicer.io import load_mask, save_nifti
 from slicer.labels import yolo_lines
 from slicer.normalise import brightening_z
 from slicer.prepare import PreparedCase, slice_channels
@@ -32,7 +33,6 @@ if TYPE_CHECKING:
     import pandas as pd
 
 __all__ = [
-    "MANIFEST_COLUMNS",
     "stem_of",
     "case_paths",
     "write_case_slices",
@@ -40,20 +40,11 @@ __all__ = [
     "read_slice_image",
     "source_channel",
     "read_source_volume",
+    "roi_name",
+    "write_roi",
+    "read_roi",
 ]
 
-MANIFEST_COLUMNS = (
-    "stem",
-    "case",
-    "split",
-    "orientation",
-    "index",
-    "height",
-    "width",
-    "crop",
-    "lesion_pixels",
-    "instances",
-)
 TIFF_OPTIONS = {"compression": "zlib", "compressionargs": {"level": 1}, "photometric": "minisblack"}
 # Lesion-free slices with voxels brightening this much (robust z of the difference smoothed at
 # CHANGE_SIGMA_MM) show enlarging lesions, scanner or registration artefacts: the hard negatives
@@ -221,3 +212,26 @@ def read_source_volume(
         if len(images) == shape[AXIS_OF[orientation]]:
             break
     return volume
+
+
+def roi_name(case: str) -> str:
+    """File name, under ``cases/``, of a case's region of interest (:attr:`PreparedCase.roi`)."""
+    return f"{case}_brain.nii.gz"
+
+
+def write_roi(prepared: PreparedCase, path: Path) -> Path:
+    """Save the brain-inside-the-joint-field-of-view mask on the export grid (uint8 0/1)."""
+    return save_nifti(prepared.roi.astype(np.uint8), prepared.geometry.export_affine, path)
+
+
+def read_roi(export: Path, geometry: CaseGeometry) -> np.ndarray | None:
+    """A case's region of interest on its export grid; None when the export recorded none."""
+    name = (geometry.extra.get("brain_mask") or {}).get("file")
+    if not name:
+        return None
+    roi, _ = load_mask(Path(export) / "cases" / name)
+    if roi.shape != geometry.shape:
+        raise InputError(
+            Path(export) / "cases" / name, f"grid {roi.shape} is not the export grid {geometry.shape}"
+        )
+    return roi.astype(bool)

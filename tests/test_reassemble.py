@@ -19,7 +19,7 @@ from fusion.reassemble import ReassembleOptions, read_views, reassemble, reassem
 from fusion.voting import VOTE_MODES
 from slicer.datasets import load_dataset
 from slicer.geometry import AXIS_OF, ORIENTATIONS, CaseGeometry, slice_image
-from slicer.writer import MANIFEST_COLUMNS
+from slicer.manifest import MANIFEST_COLUMNS
 
 REASSEMBLE = str(Path(sys.executable).with_name("reassemble"))
 # A scan stored neither RAS nor isotropic: axes permuted and flipped, 2 x 2 x 4 mm voxels.

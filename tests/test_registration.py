@@ -31,7 +31,7 @@ def test_misaligned_phantom_registered_within_1_mm(misaligned_phantom_root: Path
         t1, t1_img = load_volume(folder / T1)
         t0, t0_img = load_volume(folder / T0)
         truth = np.array(json.loads((folder / "misalignment.json").read_text())["t1_to_t0_world"])
-        moved, info = register(t1, t1_img, t0, t0_img, "auto")
+        moved, info, _ = register(t1, t1_img, t0, t0_img, "auto")
         head = head_mask(t1)
         assert info.method == "rigid" and moved.shape == t1.shape
         assert _mean_displacement(np.eye(4), truth, head, t1_img.affine) > 2.0  # really misaligned
@@ -45,7 +45,7 @@ def test_misaligned_phantom_registered_within_1_mm(misaligned_phantom_root: Path
 def test_aligned_pair_is_left_alone(phantom_root: Path) -> None:
     t1, t1_img = load_volume(phantom_root / "case000" / T1)
     t0, t0_img = load_volume(phantom_root / "case000" / T0)
-    moved, info = register(t1, t1_img, t0, t0_img, "auto")
+    moved, info, _ = register(t1, t1_img, t0, t0_img, "auto")
     assert info.method == "none" and np.array_equal(moved, t0)
     np.testing.assert_array_equal(info.t1_to_t0_world, np.eye(4))
 

@@ -69,7 +69,13 @@ def test_segment_matches_reassemble(
 
     out = tmp_path / "seg.nii.gz"
     result = segment_patient(
-        case.t0, case.t1, out, [unext_weights], device="cpu", spacing=_export_spacing(phantom_export)
+        case.t0,
+        case.t1,
+        out,
+        [unext_weights],
+        device="cpu",
+        spacing=_export_spacing(phantom_export),
+        brain_mask_file=case.brain_mask,  # what the export's default (auto) used
     )
     written = nib.load(out)
     t2 = nib.load(case.t1)

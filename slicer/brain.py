@@ -1,0 +1,139 @@
+"""Where new lesions can be: the brain, inside the field of view both scans acquired.
+
+Real FLAIR scans show the whole head, the neck and the orbits, and two sessions rarely
+cover the same field of view. Statistics taken over the head, and differences taken where
+one scan has no data, then make scalp, neck and field-of-view borders look like change.
+Three pieces keep every comparison to the brain both scans saw:
+
+- :func:`brain_mask`: the dataset's own mask when it ships one (MSSEG-1's
+  ``Brain_Mask.nii.gz``), else one computed offline by deepbet (Fisch et al., "deepbet:
+  Fast brain extraction of T1-weighted MRI using convolutional neural networks", Comput.
+  Biol. Med. 2024; MIT licence; both networks ship inside its wheel). deepbet was chosen
+  because it needs no download, runs on a CPU in seconds, handles 2D FLAIR with thick
+  slices, and returns the brain unchanged on scans that are skull-stripped already.
+- :func:`acquired`: the voxels a scan acquired: everything but the zero-valued regions
+  connected to the grid's border, which is what a middle-space resampling writes where the
+  scan's field of view ends (air outside the head is not brain, so it may go too).
+- :func:`check_joint_fov`: a pair whose joint field of view misses most of the brain
+  cannot be compared (:func:`slicer.register.register` carries the baseline's acquired
+  region onto the follow-up's grid).
+
+>>> import numpy as np
+>>> volume = np.ones((6, 6, 6), np.float32); volume[:, :, :2] = 0; volume[3, 3, 3] = 0
+>>> region = acquired(volume)
+>>> bool(region[3, 3, 3]), bool(region[0, 0, 0]), int(region.sum())
+(True, False, 144)
+"""
+
+from __future__ import annotations
+
+import functools
+import warnings
+from pathlib import Path
+
+import cc3d
+import nibabel as nib
+import numpy as np
+
+from slicer.errors import InputError
+from slicer.io import load_mask
+
+__all__ = [
+    "BRAIN_MASK_MODES",
+    "MIN_JOINT_FOV",
+    "brain_mask",
+    "compute_brain_mask",
+    "acquired",
+    "check_joint_fov",
+]
+
+BRAIN_MASK_MODES = ("auto", "dataset", "compute", "none")
+# Below this share of the brain seen by both scans, a pair cannot be compared.
+MIN_JOINT_FOV = 0.5
+
+
+@functools.lru_cache(maxsize=2)
+def _deepbet(device: str | None):  # noqa: ANN202 - deepbet's class, imported lazily
+    with warnings.catch_warnings():  # deepbet loads TorchScript, which torch now warns about
+        warnings.simplefilter("ignore", FutureWarning)
+        from deepbet import BrainExtraction
+
+        return BrainExtraction(no_gpu=device is not None and not device.startswith("cuda"))
+
+
+def compute_brain_mask(volume: np.ndarray, affine: np.ndarray, device: str | None = "cpu") -> np.ndarray:
+    """Boolean brain mask of ``volume`` (on its own grid), by deepbet, offline.
+
+    ``device``: ``cpu``, ``cuda[:N]``, or None for CUDA when there is one.
+    """
+    image = nib.Nifti1Image(np.asarray(volume, np.float32), np.asarray(affine, float))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        _, mask, _ = _deepbet(device).run(image)
+    return np.asarray(mask.dataobj) > 0
+
+
+def brain_mask(
+    mode: str,
+    volume: np.ndarray,
+    affine: np.ndarray,
+    shipped: Path | None,
+    *,
+    scan: Path,
+    device: str | None = "cpu",
+) -> tuple[np.ndarray | None, dict[str, object]]:
+    """The brain mask that ``mode`` asks for, on the scan's grid, and where it came from.
+
+    Args:
+        mode: ``auto`` (``shipped`` when there is one, else computed), ``dataset`` (``shipped``,
+            required), ``compute`` (deepbet) or ``none`` (no mask: None).
+        volume, affine: the follow-up scan the mask belongs to.
+        shipped: the dataset's mask file (already checked to be on the scan's grid), or None.
+        scan: the scan's path, for error messages.
+
+    Raises:
+        InputError: an unknown mode, ``dataset`` without a mask, or an empty mask.
+    """
+    if mode not in BRAIN_MASK_MODES:
+        raise InputError("--brain-mask", f"'{mode}' is not one of {', '.join(BRAIN_MASK_MODES)}")
+    if mode == "none":
+        return None, {"mode": "none"}
+    if mode == "dataset" and shipped is None:
+        raise InputError(scan, "--brain-mask dataset: no brain mask ships with this scan")
+    if shipped is not None and mode != "compute":
+        mask, source = load_mask(shipped)[0] > 0, str(shipped)
+    else:
+        mask, source = compute_brain_mask(volume, affine, device), "deepbet"
+    if tuple(mask.shape) != tuple(volume.shape):
+        raise InputError(
+            shipped or scan, f"brain mask grid {mask.shape} differs from the scan's {volume.shape}"
+        )
+    if not mask.any():
+        raise InputError(shipped or scan, "brain mask is empty")
+    return mask, {"mode": "dataset" if source != "deepbet" else "compute", "source": source}
+
+
+def acquired(volume: np.ndarray) -> np.ndarray:
+    """Voxels the scan acquired: all but the zero-valued regions that touch the grid's border."""
+    zero = np.ascontiguousarray(volume == 0)
+    if not zero.any():
+        return np.ones(volume.shape, bool)
+    labels = cc3d.connected_components(zero, connectivity=6)
+    faces = [
+        labels[tuple(slice(None) if a != axis else end for a in range(3))]
+        for axis in range(3)
+        for end in (0, -1)
+    ]
+    outside = np.unique(np.concatenate([face.ravel() for face in faces]))
+    return ~np.isin(labels, outside[outside > 0])
+
+
+def check_joint_fov(brain: np.ndarray, joint: np.ndarray, scan: Path) -> float:
+    """Share of the brain that both scans acquired; raises when under :data:`MIN_JOINT_FOV`."""
+    share = float((brain & joint).sum()) / max(int(brain.sum()), 1)
+    if share < MIN_JOINT_FOV:
+        raise InputError(
+            scan,
+            f"the two scans' joint field of view covers {share:.0%} of the brain (< {MIN_JOINT_FOV:.0%})",
+        )
+    return share
