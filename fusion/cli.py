@@ -75,7 +75,7 @@ def evaluate_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lesion-eval",
         description="Score <case>.nii.gz predictions by the MSSEG-2 rules against a dataset's "
-        "consensus and raters; write metrics.csv, inter_rater.csv, summary.md and figures.",
+        "consensus and raters; write metrics.csv, inter_rater.csv, lesions.csv, summary.md and figures.",
     )
     parser.add_argument("--pred", type=Path, required=True, help="folder of <case>.nii.gz predictions")
     parser.add_argument("--dataset", required=True, help="dataset name in datasets.yaml (msseg2, phantom...)")
@@ -140,4 +140,4 @@ def evaluate_main(argv: Sequence[str] | None = None) -> None:
             workers=args.workers,
         )
     )
-    print(f"lesion-eval: {summary_line(table)}; wrote metrics.csv, summary.md to {args.out}")
+    print(f"lesion-eval: {summary_line(table)}; wrote metrics.csv, lesions.csv, summary.md to {args.out}")

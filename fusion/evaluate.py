@@ -3,8 +3,9 @@
 One case: :func:`evaluate_case` (the prediction against the consensus and every rater, and
 every rater against the consensus, so a model stands next to the humans). A folder:
 :func:`evaluate`, which writes ``metrics.csv`` (prediction rows, one per case x reference),
-``inter_rater.csv`` (rater rows), ``summary.md`` and ``figures/``. The scores themselves
-are :mod:`fusion.metrics`.
+``inter_rater.csv`` (rater rows), ``lesions.csv`` (one row per reference lesion and per
+predicted lesion, for every case x reference), ``summary.md`` (with detection by lesion size)
+and ``figures/``. The scores themselves are :mod:`fusion.metrics`.
 
 >>> table = evaluate(EvaluateOptions(pred="seg", dataset="msseg2", out="eval"))  # doctest: +SKIP
 """
@@ -17,20 +18,43 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import nibabel as nib
 import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from fusion.metrics import Lesions, score_lesions
+from fusion.metrics import Lesions, Matching, match_lesions, score_lesions
 from slicer.datasets import Case, load_dataset
 from slicer.errors import InputError
-from slicer.io import atomic_dir, atomic_path, check_same_grid, load_mask, load_nifti, load_volume, spacing_of
+from slicer.io import atomic_dir, atomic_path, check_same_grid, load_mask, load_nifti, load_volume
 
-__all__ = ["EvaluateOptions", "evaluate_case", "evaluate", "summarise", "summary_line"]
+__all__ = [
+    "CaseResult",
+    "EvaluateOptions",
+    "detection_by_size",
+    "evaluate_case",
+    "evaluate",
+    "summarise",
+    "summary_line",
+]
 
 PREDICTION = "prediction"
 CONSENSUS = "consensus"
 SCORES = ("dice", "f1", "sensitivity", "precision")
+SIZE_EDGES_MM3 = (10.0, 50.0, 200.0)  # bins (0, 10], (10, 50], (50, 200], above
+SIZE_BINS = ("≤ 10", "10–50", "50–200", "> 200")
+LESION_COLUMNS = [
+    "case",
+    "reference",
+    "kind",
+    "lesion",
+    "volume_mm3",
+    "x_mm",
+    "y_mm",
+    "z_mm",
+    "status",
+    "matches",
+]
 
 
 @dataclass
@@ -68,25 +92,84 @@ def _crop_to_union(masks: list[np.ndarray]) -> tuple[slice, ...]:
     return tuple(slice(max(0, s[0] - 1), s[-1] + 2) for s in spans)
 
 
-def evaluate_case(case: Case, pred_path: Path, figure_dir: Path | None = None) -> list[dict]:
-    """Rows of scores for one case: prediction vs each reference, each rater vs the consensus."""
+@dataclass(frozen=True)
+class CaseResult:
+    """What one case adds to the tables: score rows and lesion rows."""
+
+    scores: list[dict]
+    lesions: list[dict]
+
+
+def _partners(overlaps: np.ndarray) -> str:
+    """Ids of the other side's lesions sharing voxels with one lesion, largest overlap first."""
+    ids = np.flatnonzero(overlaps)
+    return " ".join(str(i + 1) for i in ids[np.argsort(-overlaps[ids], kind="stable")])
+
+
+def _lesion_rows(
+    lesions: Lesions,
+    found: np.ndarray,
+    overlaps: np.ndarray,
+    to_world: np.ndarray,
+    voxel_mm3: float,
+    kind: str,
+) -> list[dict]:
+    """One row per lesion: id, volume, centroid (world mm), status and the lesions it overlaps.
+
+    ``found`` is the detection test of each lesion, ``overlaps`` its row of the overlap table
+    without the background column, ``to_world`` the affine from crop voxels to mm.
+    """
+    status = ("detected", "missed") if kind == "reference" else ("true positive", "false positive")
+    world = nib.affines.apply_affine(to_world, lesions.centroids)
+    return [
+        {
+            "kind": kind,
+            "lesion": label,
+            "volume_mm3": float(lesions.sizes[label]) * voxel_mm3,
+            **dict(zip(("x_mm", "y_mm", "z_mm"), map(float, world[label - 1]), strict=True)),
+            "status": status[0] if found[label - 1] else status[1],
+            "matches": _partners(overlaps[label - 1]),
+        }
+        for label in range(1, lesions.n + 1)
+    ]
+
+
+def _pair_rows(
+    reference: Lesions, prediction: Lesions, matching: Matching, to_world: np.ndarray, voxel_mm3: float
+) -> list[dict]:
+    """Lesion rows of the prediction against one reference: the reference's lesions, then its own."""
+    shared = matching.table[1:, 1:]
+    return _lesion_rows(
+        reference, matching.detected, shared, to_world, voxel_mm3, "reference"
+    ) + _lesion_rows(prediction, matching.true_positive, shared.T, to_world, voxel_mm3, PREDICTION)
+
+
+def evaluate_case(case: Case, pred_path: Path, figure_dir: Path | None = None) -> CaseResult:
+    """Score rows (prediction vs each reference, each rater vs the consensus) and lesion rows."""
     prediction_mask, img = _load_binary(pred_path)
     check_same_grid(img, load_nifti(case.t1), pred_path, case.t1)
-    spacing = spacing_of(img.affine)
+    # Anima (ITK) takes the voxel size from the header's pixdim, not from the affine's columns.
+    spacing = np.asarray(img.header.get_zooms()[:3], np.float64)
+    voxel_mm3 = float(np.prod(spacing))
     masks = {
         PREDICTION: prediction_mask,
         **{name: _load_binary(p)[0] for name, p in _references(case).items()},
     }
     box = _crop_to_union(list(masks.values()))  # labelling a sparse crop, not the whole head
+    to_world = img.affine @ nib.affines.from_matvec(np.eye(3), [s.start for s in box])
     lesions = {name: Lesions.of(mask[box], spacing) for name, mask in masks.items()}
     common = {"case": case.id, "scanner": case.scanner, "split": case.split or "-"}
     pairs = [(PREDICTION, name) for name in masks if name != PREDICTION]
     if CONSENSUS in masks:
         pairs += [(name, CONSENSUS) for name in masks if name not in (PREDICTION, CONSENSUS)]
-    rows = []
+    rows, lesion_table = [], []
     for segmentation, reference in pairs:
-        scores = score_lesions(lesions[reference], lesions[segmentation], spacing)
+        matching = match_lesions(lesions[reference], lesions[segmentation])
+        scores = score_lesions(lesions[reference], lesions[segmentation], spacing, matching)
         rows.append({**common, "segmentation": segmentation, "reference": reference, **scores})
+        if segmentation == PREDICTION:
+            pair = _pair_rows(lesions[reference], lesions[PREDICTION], matching, to_world, voxel_mm3)
+            lesion_table += [{"case": case.id, "reference": reference, **row} for row in pair]
     if figure_dir is not None:
         from fusion.report import case_figure
 
@@ -101,10 +184,10 @@ def evaluate_case(case: Case, pred_path: Path, figure_dir: Path | None = None) -
             figure_dir / f"{case.id}.png",
             case.id,
         )
-    return rows
+    return CaseResult(rows, lesion_table)
 
 
-def _evaluate_safely(case: Case, pred_path: Path, figure_dir: Path | None) -> list[dict] | tuple[str, str]:
+def _evaluate_safely(case: Case, pred_path: Path, figure_dir: Path | None) -> CaseResult | tuple[str, str]:
     # InputError does not survive pickling back from a worker: hand its parts back instead.
     try:
         return evaluate_case(case, pred_path, figure_dir)
@@ -128,7 +211,10 @@ def _check_inputs(cases: Sequence[Case], pred_dir: Path) -> list[Path]:
     return paths
 
 
-def _run(cases: Sequence[Case], paths: Sequence[Path], figure_dir: Path | None, workers: int) -> list[dict]:
+def _run(
+    cases: Sequence[Case], paths: Sequence[Path], figure_dir: Path | None, workers: int
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Score table and lesion table of every case."""
     jobs = [(case, path, figure_dir) for case, path in zip(cases, paths, strict=True)]
     progress = {"desc": "evaluating", "unit": "case", "total": len(jobs), "leave": False}
     if workers <= 1:
@@ -136,18 +222,19 @@ def _run(cases: Sequence[Case], paths: Sequence[Path], figure_dir: Path | None, 
     else:
         with ProcessPoolExecutor(workers) as pool:
             results = list(tqdm(pool.map(_evaluate_safely, *zip(*jobs, strict=True)), **progress))
-    rows = []
+    scores, lesions = [], []
     for result in results:
         if isinstance(result, tuple):
             raise InputError(*result)
-        rows.extend(result)
-    return rows
+        scores += result.scores
+        lesions += result.lesions
+    return pd.DataFrame(scores), pd.DataFrame(lesions, columns=LESION_COLUMNS)
 
 
 def evaluate(options: EvaluateOptions) -> pd.DataFrame:
     """Score ``options.pred``'s ``<case>.nii.gz`` files; write tables and figures under ``options.out``.
 
-    Returns every row (prediction and inter-rater).
+    Returns every score row (prediction and inter-rater); the lesion rows go to ``lesions.csv``.
     """
     cases = load_dataset(options.dataset, options.root, options.registry)
     if options.cases:
@@ -159,20 +246,21 @@ def evaluate(options: EvaluateOptions) -> pd.DataFrame:
     out = Path(options.out)
     workers = max(1, min(options.workers, len(cases), os.cpu_count() or 1))
     if not options.figures:
-        table = pd.DataFrame(_run(cases, paths, None, workers))
+        table, lesions = _run(cases, paths, None, workers)
     else:
         from fusion.report import score_plot
 
         with atomic_dir(out / "figures") as figure_dir:
-            table = pd.DataFrame(_run(cases, paths, figure_dir, workers))
+            table, lesions = _run(cases, paths, figure_dir, workers)
             score_plot(
                 table[(table["segmentation"] == PREDICTION) & (table["reference"] == CONSENSUS)],
                 figure_dir / "scores.png",
             )
     _write_table(table[table["segmentation"] == PREDICTION], out / "metrics.csv")
     _write_table(table[table["segmentation"] != PREDICTION], out / "inter_rater.csv")
+    _write_table(lesions, out / "lesions.csv")
     with atomic_path(out / "summary.md") as tmp:
-        tmp.write_text(summarise(table, options.dataset))
+        tmp.write_text(summarise(table, options.dataset, lesions))
     return table
 
 
@@ -213,8 +301,42 @@ def _aggregate(rows: pd.DataFrame, by: list[str]) -> pd.DataFrame:
     )
 
 
-def summarise(table: pd.DataFrame, dataset: str = "") -> str:
-    """``summary.md``: overall means per reference, per scanner (vs consensus), inter-rater."""
+def detection_by_size(lesions: pd.DataFrame) -> pd.DataFrame:
+    """Lesion-wise sensitivity and precision per size bin and reference, pooled over cases.
+
+    Sensitivity: detected reference lesions of that size / reference lesions of that size;
+    precision: true-positive predicted lesions of that size / predicted lesions of that size.
+    """
+    size = pd.Categorical.from_codes(
+        np.digitize(lesions["volume_mm3"], SIZE_EDGES_MM3, right=True), SIZE_BINS
+    )
+    hit = lesions["status"].isin(["detected", "true positive"])
+    counts = (
+        lesions.assign(size_mm3=size, hit=hit)
+        .groupby(["reference", "size_mm3", "kind"], observed=False)["hit"]
+        .agg(["size", "sum"])
+        .unstack("kind")
+        .reindex(columns=pd.MultiIndex.from_product([["size", "sum"], ["reference", "prediction"]]))
+        .fillna(0)
+        .astype(int)
+    )
+    ref_lesions, detected = counts[("size", "reference")], counts[("sum", "reference")]
+    pred_lesions, true_positives = counts[("size", "prediction")], counts[("sum", "prediction")]
+    return pd.DataFrame(
+        {
+            "ref_lesions": ref_lesions,
+            "detected": detected,
+            "sensitivity": detected / ref_lesions.where(ref_lesions > 0),
+            "pred_lesions": pred_lesions,
+            "true_positives": true_positives,
+            "precision": true_positives / pred_lesions.where(pred_lesions > 0),
+        }
+    ).reset_index()
+
+
+def summarise(table: pd.DataFrame, dataset: str = "", lesions: pd.DataFrame | None = None) -> str:
+    """``summary.md``: overall means per reference, per scanner (vs consensus), inter-rater and,
+    given the lesion table, detection by lesion size."""
     predicted = table[table["segmentation"] == PREDICTION]
     against_consensus = table[table["reference"] == CONSENSUS]
     parts = [
@@ -228,6 +350,13 @@ def summarise(table: pd.DataFrame, dataset: str = "") -> str:
         "## Inter-rater (each rater against the consensus, and the prediction)",
         _markdown(_aggregate(against_consensus, ["segmentation"])),
     ]
+    if lesions is not None:
+        parts += [
+            "## Detection by lesion size (mm³; lesions of every case pooled)",
+            "Sensitivity: detected reference lesions of that size over all of them; precision: "
+            "predicted lesions of that size that match the reference over all of them.",
+            _markdown(detection_by_size(lesions)),
+        ]
     return "\n\n".join(parts) + "\n"
 
 

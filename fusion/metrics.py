@@ -1,21 +1,29 @@
 """MSSEG-2 scores on arrays: lesion detection, lesion F1, Dice, false positives.
 
-Re-implemented from the published description of the challenge's evaluation (Commowick et
-al. 2018, Sci. Rep. 8, "Objective evaluation of multiple sclerosis lesion segmentation
-using a data management and processing infrastructure"; MSSEG-2 2021 evaluation rules), not
-copied from its code:
+The MSSEG-2 scores were computed by Anima's ``animaSegPerfAnalyzer``
+(Inria-Empenn/Anima-Public, ``segmentation_performance_analyzer/animaSegPerfCAnalyzer.cxx``
+and ``animaSegPerfApp.cxx``). Its rules are re-implemented here from that source, no code
+copied:
 
-- a lesion is a 6-connected component strictly larger than 3 mm³
-  (:func:`slicer.lesions.label_lesions`), in the reference and in the prediction alike;
-- a reference lesion ``L`` is *detected* when the prediction's lesions cover more than
-  ``alpha`` (10%) of it, and the predicted lesions overlapping ``L``, taken largest overlap
-  first, add up to at least ``gamma`` (65%) of the covered voxels before one of them lies
-  more than ``beta`` (70%) outside ``L`` (such a component ends the count: it is a
-  different, larger object that happens to touch ``L``);
-- lesion sensitivity = detected reference lesions / reference lesions; lesion precision =
-  the same test with the roles swapped; F1 = 2PS / (P + S);
-- Dice on voxels; on a case with no reference lesion, Dice, sensitivity and F1 are
-  undefined (NaN) and the case is scored by its false-positive lesions (number, mm³).
+- a lesion is a face-connected (6-connected) component of at least
+  ``floor(3 / voxel volume) + 1`` voxels (strictly larger than 3 mm³), in the reference and
+  the prediction alike; lesions are numbered by size, largest first, as ITK relabels them;
+- the *overlap table* counts voxels per (reference lesion, predicted lesion); row and
+  column 0 are each side's background, which includes components too small to be lesions;
+- a reference lesion is *detected* when (alpha) more than 10% of it lies in predicted
+  lesions, then the predicted lesions overlapping it, largest overlap first, are examined
+  until they hold 65% (gamma) of those covered voxels: the lesion is missed as soon as one of
+  them has more than 70% (beta) of its voxels in the reference's *background* (voxels in other
+  reference lesions are not outside). Anima stops after as many components as the reference
+  has lesions plus one, and then counts the lesion as detected;
+- lesion precision (Anima's PPVL) is the same test on the transposed table: a predicted lesion
+  is a true positive when the reference lesions detect it; sensitivity and precision are 0/0
+  (NaN) when their side has no lesion; F1 = 2PS / (P + S);
+- Dice on voxels; on a case with no reference lesion, Dice, sensitivity and F1 are undefined
+  (NaN) and the case is scored by its predicted lesions, all false positives (number, mm³).
+
+Where nothing is detected Anima's F1 is 0/0 as well; it is 0 here, so that a mean over cases
+counts a case with lesions that a method missed entirely.
 
 >>> import numpy as np
 >>> gt = np.zeros((10, 10, 10), np.uint8); gt[2:5, 2:5, 2:5] = 1
@@ -27,19 +35,44 @@ copied from its code:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 
-from slicer.lesions import label_lesions
+from slicer.lesions import MIN_LESION_MM3, label_lesions
 
-__all__ = ["ALPHA", "BETA", "GAMMA", "Lesions", "dice", "lesion_detection", "score_lesions", "score_case"]
+__all__ = [
+    "ALPHA",
+    "BETA",
+    "GAMMA",
+    "Lesions",
+    "Matching",
+    "detected_lesions",
+    "dice",
+    "lesion_detection",
+    "match_lesions",
+    "min_lesion_voxels",
+    "overlap_table",
+    "score_case",
+    "score_lesions",
+]
 
 ALPHA = 0.1  # more than this fraction of a lesion must be covered
-BETA = 0.7  # an overlapping component may lie at most this fraction outside the lesion
-GAMMA = 0.65  # the counted components must reach this fraction of the covered voxels
+BETA = 0.7  # an examined component may have at most this fraction in the other side's background
+GAMMA = 0.65  # components are examined until they hold this fraction of the covered voxels
 
 Spacing = tuple[float, ...] | np.ndarray
+
+
+def min_lesion_voxels(spacing: Spacing) -> int:
+    """Fewest voxels of a lesion: ``floor(3 mm³ / voxel volume) + 1``, Anima's count rule.
+
+    >>> min_lesion_voxels((1.0, 1.0, 1.0)), min_lesion_voxels((0.5, 0.5, 3.0))
+    (4, 5)
+    """
+    voxel_mm3 = math.prod(float(s) for s in spacing)  # multiplied in axis order, as ITK's spacing
+    return math.floor(MIN_LESION_MM3 / voxel_mm3) + 1
 
 
 @dataclass(frozen=True)
@@ -47,14 +80,40 @@ class Lesions:
     """A mask and its MSSEG-2 lesions, labelled once and reused for every comparison."""
 
     mask: np.ndarray  # bool
-    labels: np.ndarray  # 0 = background, lesions 1..n
+    labels: np.ndarray  # 0 = background (and components too small), lesions 1..n, largest first
     n: int
-    sizes: np.ndarray  # voxels per label, index 0 unused
+    sizes: np.ndarray  # voxels per label, index 0 unused (0)
+    centroids: np.ndarray  # (n, 3) mean voxel index of each lesion, in label order
 
     @classmethod
     def of(cls, mask: np.ndarray, spacing: Spacing) -> Lesions:
-        labels, n = label_lesions(mask, spacing)
-        return cls(np.asarray(mask) > 0, labels, n, np.bincount(labels.ravel(), minlength=n + 1))
+        components, count = label_lesions(mask, spacing, min_volume_mm3=0.0)  # every component
+        voxels = np.flatnonzero(components)  # the rest works on lesion voxels only
+        ids = components.reshape(-1)[voxels]
+        sizes = np.bincount(ids, minlength=count + 1)
+        where = np.unravel_index(voxels, components.shape)
+        # ITK numbers components in scan order (first axis fastest), then sorts them by size:
+        # ties in overlap are examined in that order
+        first = np.full(count + 1, components.size)
+        np.minimum.at(first, ids, np.ravel_multi_index(where, components.shape, order="F"))
+        kept = np.flatnonzero(sizes >= min_lesion_voxels(spacing))
+        kept = kept[np.lexsort((first[kept], -sizes[kept]))]
+        new_ids = np.zeros(count + 1, np.uint32)
+        new_ids[kept] = np.arange(1, len(kept) + 1, dtype=np.uint32)
+        labels = np.zeros(components.shape, np.uint32)
+        labels.reshape(-1)[voxels] = new_ids[ids]
+        sums = [np.bincount(new_ids[ids], weights=axis, minlength=len(kept) + 1)[1:] for axis in where]
+        centroids = np.stack(sums, axis=1) / sizes[kept, None]
+        return cls(np.asarray(mask) > 0, labels, len(kept), np.concatenate([[0], sizes[kept]]), centroids)
+
+
+@dataclass(frozen=True)
+class Matching:
+    """How a prediction's lesions meet a reference's: the overlap table and both tests."""
+
+    table: np.ndarray  # voxels per (reference label, predicted label), 0 = background
+    detected: np.ndarray  # per reference lesion 1..n: found by the prediction
+    true_positive: np.ndarray  # per predicted lesion 1..m: found by the reference (precision)
 
 
 def dice(reference: np.ndarray, prediction: np.ndarray) -> float:
@@ -64,36 +123,50 @@ def dice(reference: np.ndarray, prediction: np.ndarray) -> float:
     return 2.0 * int(np.count_nonzero(reference & prediction)) / total if total else float("nan")
 
 
-def _overlaps(first: Lesions, second: Lesions) -> np.ndarray:
-    """Rows (first label, second label, shared voxels) for every pair of lesions that overlap."""
-    both = (first.labels > 0) & (second.labels > 0)
-    pairs = np.stack([first.labels[both], second.labels[both]], axis=1).astype(np.int64)
-    if len(pairs) == 0:
-        return np.zeros((0, 3), np.int64)
-    unique, counts = np.unique(pairs, axis=0, return_counts=True)
-    return np.column_stack([unique, counts])
+def overlap_table(reference: Lesions, prediction: Lesions) -> np.ndarray:
+    """Anima's overlap table, ``(n_ref + 1) x (n_pred + 1)``: voxels per pair of labels.
+
+    Row 0 holds each predicted lesion's voxels in the reference's background, column 0 each
+    reference lesion's voxels in the prediction's; ``[0, 0]`` is left at 0 (no rule uses it).
+    """
+    either = (reference.labels > 0) | (prediction.labels > 0)
+    columns = prediction.n + 1
+    pairs = reference.labels[either].astype(np.int64) * columns + prediction.labels[either]
+    return np.bincount(pairs, minlength=(reference.n + 1) * columns).reshape(reference.n + 1, columns)
 
 
-def _detected(
-    reference: Lesions, prediction: Lesions, overlaps: np.ndarray, alpha: float, beta: float, gamma: float
+def detected_lesions(
+    table: np.ndarray, alpha: float = ALPHA, beta: float = BETA, gamma: float = GAMMA
 ) -> np.ndarray:
-    """Boolean per reference lesion (index 0 unused): detected by ``prediction``."""
-    detected = np.zeros(reference.n + 1, dtype=bool)
-    for lesion in np.unique(overlaps[:, 0]):
-        rows = overlaps[overlaps[:, 0] == lesion]
-        rows = rows[np.argsort(-rows[:, 2], kind="stable")]  # largest overlap first
-        covered = int(rows[:, 2].sum())
-        if covered <= alpha * reference.sizes[lesion]:
-            continue
-        counted = 0
-        for component, shared in rows[:, 1:]:
-            if prediction.sizes[component] - shared > beta * prediction.sizes[component]:
-                break
-            counted += shared
-            if counted >= gamma * covered:
-                detected[lesion] = True
-                break
-    return detected
+    """Per row lesion 1..n of ``table``: detected by the column lesions (``table.T`` for precision).
+
+    Ratios are computed as Anima computes them (divisions, weights summed in order), so that
+    boundary cases fall on the same side.
+    """
+    sizes = table.sum(axis=1)[1:]
+    shared = table[1:, 1:]
+    covered = shared.sum(axis=1)
+    stray = table[0, 1:] / table.sum(axis=0)[1:] > beta  # mostly in the row side's background
+    examined_at_most = table.shape[0]  # Anima's loop bound: row lesions + 1
+    found = np.zeros(len(sizes), dtype=bool)
+    for row in np.flatnonzero(covered / sizes > alpha):  # alpha first
+        # Components without overlap sort last, after the weights already sum to 1: never examined.
+        partners = np.flatnonzero(shared[row])
+        partners = partners[np.argsort(-shared[row, partners], kind="stable")][:examined_at_most]
+        weights = shared[row, partners] / covered[row]
+        before = np.concatenate([[0.0], np.cumsum(weights)[:-1]])  # share held before each one
+        found[row] = not stray[partners[before < gamma]].any()
+    return found
+
+
+def match_lesions(
+    reference: Lesions, prediction: Lesions, alpha: float = ALPHA, beta: float = BETA, gamma: float = GAMMA
+) -> Matching:
+    """Both detection tests of ``prediction`` against ``reference`` (both already labelled)."""
+    table = overlap_table(reference, prediction)
+    return Matching(
+        table, detected_lesions(table, alpha, beta, gamma), detected_lesions(table.T, alpha, beta, gamma)
+    )
 
 
 def lesion_detection(
@@ -109,30 +182,32 @@ def lesion_detection(
     Swap the arguments for lesion precision.
     """
     ref, pred = Lesions.of(reference, spacing), Lesions.of(prediction, spacing)
-    found = _detected(ref, pred, _overlaps(ref, pred), alpha, beta, gamma)
-    return int(found.sum()), ref.n
+    return int(match_lesions(ref, pred, alpha, beta, gamma).detected.sum()), ref.n
 
 
 def _ratio(numerator: int, denominator: int) -> float:
     return numerator / denominator if denominator else float("nan")
 
 
-def score_lesions(reference: Lesions, prediction: Lesions, spacing: Spacing) -> dict[str, float | int]:
-    """Every score of one segmentation against one reference (both already labelled)."""
+def score_lesions(
+    reference: Lesions, prediction: Lesions, spacing: Spacing, matching: Matching | None = None
+) -> dict[str, float | int]:
+    """Every score of one segmentation against one reference (both already labelled).
+
+    ``matching`` is :func:`match_lesions` of the pair, when the caller already has it.
+    """
+    matching = matching or match_lesions(reference, prediction)
     voxel_mm3 = float(np.prod(spacing))
-    overlaps = _overlaps(reference, prediction)
-    true_positive = _detected(reference, prediction, overlaps, ALPHA, BETA, GAMMA)
-    hits = _detected(prediction, reference, overlaps[:, [1, 0, 2]], ALPHA, BETA, GAMMA)
-    sensitivity = _ratio(int(true_positive.sum()), reference.n)
-    precision = _ratio(int(hits.sum()), prediction.n)
+    detected, hits = int(matching.detected.sum()), int(matching.true_positive.sum())
+    sensitivity, precision = _ratio(detected, reference.n), _ratio(hits, prediction.n)
     empty = reference.n == 0
     if empty:
         f1 = float("nan")
-    elif prediction.n == 0 or sensitivity + precision == 0:
-        f1 = 0.0  # lesions to find, none found
+    elif detected + hits == 0:
+        f1 = 0.0  # lesions to find, none found (Anima: 0/0)
     else:
         f1 = 2 * precision * sensitivity / (precision + sensitivity)
-    false_positive = ~hits[1:]
+    false_positive = ~matching.true_positive
     return {
         "dice": float("nan") if empty else dice(reference.mask, prediction.mask),
         "f1": f1,
@@ -140,7 +215,7 @@ def score_lesions(reference: Lesions, prediction: Lesions, spacing: Spacing) -> 
         "precision": precision,
         "ref_lesions": reference.n,
         "pred_lesions": prediction.n,
-        "detected": int(true_positive.sum()),
+        "detected": detected,
         "fp_lesions": int(false_positive.sum()),
         "fp_volume_mm3": float(prediction.sizes[1:][false_positive].sum()) * voxel_mm3,
         "ref_volume_mm3": float(reference.mask.sum()) * voxel_mm3,
@@ -153,7 +228,8 @@ def score_case(gt: np.ndarray, pred: np.ndarray, spacing: Spacing) -> dict[str, 
 
     Keys: dice, f1, sensitivity, precision (lesion-wise), ref_lesions, pred_lesions, detected,
     fp_lesions and fp_volume_mm3 (predicted lesions that match no reference lesion),
-    ref_volume_mm3, pred_volume_mm3. Dice, F1 and sensitivity are NaN without reference lesion.
+    ref_volume_mm3, pred_volume_mm3. Dice, F1 and sensitivity are NaN without reference lesion,
+    precision without predicted lesion.
     """
     if np.shape(gt) != np.shape(pred):
         raise ValueError(f"shapes differ: {np.shape(gt)} and {np.shape(pred)}")
