@@ -10,9 +10,20 @@ from __future__ import annotations
 import cc3d
 import numpy as np
 
-__all__ = ["MIN_LESION_MM3", "label_lesions", "count_lesions", "remove_small_lesions"]
+__all__ = [
+    "MIN_LESION_MM3",
+    "ENLARGING_SHARE",
+    "ENLARGING_GROWTH",
+    "label_lesions",
+    "count_lesions",
+    "remove_small_lesions",
+]
 
 MIN_LESION_MM3 = 3.0
+# How old lesions evolve, in the phantom and in simulated pairs of real scans alike: this share
+# of them enlarges, by a linear growth factor in this range from t0 to t1.
+ENLARGING_SHARE = 0.3
+ENLARGING_GROWTH = (1.25, 1.6)
 
 
 def label_lesions(

@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-from slicer.lesions import count_lesions
+from slicer.lesions import ENLARGING_GROWTH, ENLARGING_SHARE, count_lesions
 from slicer.phantom.acquisition import (
     FieldOfViewCut,
     draw_fov_cuts,
@@ -55,8 +55,6 @@ LESION_MM3 = (3.5, 1000.0)  # just over the MSSEG-2 minimum, up to 1 cm³ (log-u
 FALSE_LESION_MM3 = (4.0, 30.0)
 EXISTING = (3, 15)  # existing lesions per case (inclusive)
 NEW = (1, 8)  # new lesions per case, except one case in four that has none
-ENLARGING_PROBABILITY = 0.3
-ENLARGING_FACTOR = (1.25, 1.6)  # linear growth of an enlarging lesion
 SCANNER_CHANGE_PROBABILITY = 0.3  # follow-up on another scanner; otherwise the same one, drifted
 FALSE_LESION_PROBABILITY = 0.15  # per rater and case
 MISALIGN_DEGREES = (1.0, 5.0)
@@ -202,7 +200,7 @@ def _draw_lesions(
     n_existing = int(rng.integers(EXISTING[0], EXISTING[1] + 1))
     n_new = int(rng.integers(NEW[0], NEW[1] + 1)) if any_new else 0
     growth = np.where(
-        rng.random(n_existing) < ENLARGING_PROBABILITY, rng.uniform(*ENLARGING_FACTOR, n_existing), 1.0
+        rng.random(n_existing) < ENLARGING_SHARE, rng.uniform(*ENLARGING_GROWTH, n_existing), 1.0
     )
     placed: list[tuple[Blob, float]] = []
     gap = 2.0 * voxel  # keeps lesions apart on the grid: new lesions never touch old ones
