@@ -7,7 +7,9 @@ STAMP := $(VENV)/.mslong-installed
 # Keep the tests on the CPU and on the two cores a laptop or CI runner gives them.
 TEST_ENV := CUDA_VISIBLE_DEVICES= OMP_NUM_THREADS=2
 
-.PHONY: install demo test lint benchmarks clean
+.PHONY: install demo test lint benchmarks benchmarks-real clean
+# The real-scan benchmarks read a folder of real data (not in the repository): make benchmarks-real LJUBLJANA=DIR
+REAL_BENCHMARKS := benchmarks/bench_real.py benchmarks/bench_evolution.py
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -28,7 +30,12 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check .
 
 benchmarks: $(STAMP)
-	@for script in benchmarks/bench_*.py; do echo "== $$script"; $(PY) $$script || exit 1; done
+	@for script in $(filter-out $(REAL_BENCHMARKS),$(wildcard benchmarks/bench_*.py)); do echo "== $$script"; $(PY) $$script || exit 1; done
+
+benchmarks-real: $(STAMP)
+	@test -n "$(LJUBLJANA)" || { echo "make benchmarks-real LJUBLJANA=DIR (the ljubljana folder)"; exit 2; }
+	$(PY) benchmarks/bench_evolution.py --root $(LJUBLJANA)/cross_sectional
+	$(PY) benchmarks/bench_real.py --root $(LJUBLJANA)
 
 clean:
 	rm -rf $(VENV) runs demo_output .pytest_cache

@@ -1,9 +1,10 @@
-"""Export time of one 1 mm phantom case, without and with rigid registration.
+"""Export time of one 1 mm phantom case: registration none or rigid, brain mask shipped or computed.
 
     OMP_NUM_THREADS=2 .venv/bin/python benchmarks/bench_export.py [--work DIR] [--voxel 1.0]
 
-Prints a table: setting, seconds, slices, MB written, and for rigid the registration's own
-seconds and its mean displacement (mm, over the head) from the phantom's known transform.
+Prints a table: registration, brain mask (``dataset``: the phantom's own file; ``compute``:
+deepbet; ``none``: the head), seconds, slices, MB written, and for rigid the registration's
+own seconds and its mean displacement (mm, over the head) from the phantom's known transform.
 The phantom case is generated once under --work (default /tmp/mslong_bench_export) and reused.
 """
 
@@ -47,20 +48,29 @@ def main() -> None:
     root = args.work / f"phantom_{args.voxel:g}mm"
     write_phantom(root, cases=1, voxel=args.voxel, seed=0, misalign=True)
     rows = []
-    for setting in ("none", "rigid"):
-        out = args.work / f"export_{setting}"
+    for setting, brain in (("none", "none"), ("none", "dataset"), ("none", "compute"), ("rigid", "dataset")):
+        out = args.work / f"export_{setting}_{brain}"
         shutil.rmtree(out, ignore_errors=True)
         summary = export_dataset(
             ExportOptions(
-                dataset="phantom", root=root, out=out, spacing=args.voxel, register=setting, overwrite=True
-            )
+                dataset="phantom",
+                root=root,
+                out=out,
+                spacing=args.voxel,
+                register=setting,
+                brain_mask=brain,
+                overwrite=True,
+            )  # fmt: skip
         )
         registration = _registration(root, out) if setting == "rigid" and not summary.failed else None
-        rows.append((setting, summary.seconds, summary.slices, _size_mb(out), summary.failed, registration))
-    print(f"{'register':<10}{'seconds':>9}{'slices':>8}{'MB':>8}{'reg s':>8}{'reg mm':>8}  failed")
-    for setting, seconds, slices, size, failed, registration in rows:
+        rows.append((setting, brain, summary, _size_mb(out), registration))
+    print(
+        f"{'register':<10}{'brain':<9}{'seconds':>9}{'slices':>8}{'MB':>8}{'reg s':>8}{'reg mm':>8}  failed"
+    )
+    for setting, brain, summary, size, registration in rows:
         reg = f"{registration[0]:>8.1f}{registration[1]:>8.2f}" if registration else f"{'-':>8}{'-':>8}"
-        print(f"{setting:<10}{seconds:>9.1f}{slices:>8}{size:>8.0f}{reg}  {', '.join(failed) or '-'}")
+        failed = ", ".join(summary.failed) or "-"
+        print(f"{setting:<10}{brain:<9}{summary.seconds:>9.1f}{summary.slices:>8}{size:>8.0f}{reg}  {failed}")
 
 
 if __name__ == "__main__":

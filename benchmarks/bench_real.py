@@ -1,0 +1,257 @@
+"""Accuracy on real MS FLAIR pairs: the Ljubljana longitudinal database (CC-BY), one table.
+
+The two real pairs (``ROOT/longitudinal/patient01``, ``patient12``) are scored by the MSSEG-2
+rules against their brightening-change reference, in the database's common space, from two
+inputs: the co-registered scans (``flair_time0{1,2}_on_middle_space``, the MSSEG-2 form) and
+the raw scans as acquired (``raw/study{1,2}_FLAIR``: registration included; the mask is
+mapped from the raw follow-up's grid into the common space with the database's
+``raw/study2_FLAIR_to_common_space.txt``). Every row runs ``mslong segment`` as a user would
+(brain mask computed by deepbet, triplanar vote, old lesions dropped):
+
+- the subtraction baseline (no weights);
+- UNeXt, YOLO and both, trained on the realistic phantom (a head, a shorter baseline field
+  of view, 3 mm slices);
+- the same trained on the realistic phantom plus pseudo-longitudinal pairs made from the two
+  real single-time-point scans (``ROOT/cross_sectional``, ``--simulate-evolution``);
+- the same trained on the realistic phantom plus the *other* real pair: patient01 is scored
+  by the models trained with patient12's pair and the reverse, so no pair is scored by a
+  model that trained on it.
+
+    python benchmarks/bench_real.py --root ../shared/data/ljubljana
+    python benchmarks/bench_real.py --root ../shared/data/ljubljana --rows baseline   # seconds, no training
+
+Nothing here tunes a setting on these pairs: every default comes from the phantom.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import SimpleITK as sitk
+
+from fusion.metrics import score_case
+from mslong.demo import train_models
+from mslong.options import DemoOptions
+from mslong.segment import segment_patient
+from slicer.export import ExportOptions, export_dataset
+from slicer.io import load_volume, spacing_of
+from slicer.manifest import read_manifest
+from slicer.normalise import head_mask
+from slicer.phantom import write_phantom
+from slicer.register import register
+
+PATIENTS = ("patient01", "patient12")
+INPUTS = {
+    "co-registered": ("flair_time01_on_middle_space.nii.gz", "flair_time02_on_middle_space.nii.gz"),
+    "raw": ("raw/study1_FLAIR.nii.gz", "raw/study2_FLAIR.nii.gz"),
+}
+ROWS = ("baseline", "phantom", "pseudo", "pair")
+MODEL_SETS = {"UNeXt": ("unext",), "YOLO": ("yolo",), "UNeXt + YOLO": ("unext", "yolo")}
+
+
+def to_common_space(mask_path: Path, patient: Path) -> np.ndarray:
+    """A mask on the raw follow-up's grid resampled into the database's common space."""
+    reference = sitk.ReadImage(str(patient / "ground_truth.nii.gz"))
+    transform = sitk.ReadTransform(str(patient / "raw" / "study2_FLAIR_to_common_space.txt"))
+    moved = sitk.Resample(sitk.ReadImage(str(mask_path)), reference, transform, sitk.sitkNearestNeighbor, 0)
+    return sitk.GetArrayFromImage(moved).transpose(2, 1, 0) > 0
+
+
+def registration_error(patient: Path) -> tuple[float, float]:
+    """Median and 95th percentile (mm) over the head of the distance between where our rigid
+    registration of the raw pair and the database's own transforms put the follow-up's anatomy."""
+    t0, t0_img = load_volume(patient / INPUTS["raw"][0])
+    t1, t1_img = load_volume(patient / INPUTS["raw"][1])
+    head = head_mask(t1)
+    _, info, _ = register(t1, t1_img, t0, t0_img, "rigid", mask=head)
+    to_common = [
+        sitk.ReadTransform(str(patient / "raw" / f"{study}_FLAIR_to_common_space.txt"))
+        for study in ("study1", "study2")
+    ]
+    lps = np.array([-1.0, -1.0, 1.0])  # ITK's world is LPS, nibabel's RAS
+    points = (np.c_[np.argwhere(head)[::500], np.ones(len(np.argwhere(head)[::500]))] @ t1_img.affine.T)[
+        :, :3
+    ]
+    theirs = np.array(
+        [
+            to_common[0].TransformPoint(to_common[1].GetInverse().TransformPoint(tuple(p * lps)))
+            for p in points
+        ]
+    )
+    ours = (np.c_[points, np.ones(len(points))] @ info.t1_to_t0_world.T)[:, :3]
+    distance = np.linalg.norm(theirs * lps - ours, axis=1)
+    return float(np.median(distance)), float(np.percentile(distance, 95))
+
+
+def score_pair(patient: Path, source: str, weights: list[Path], out: Path, spacing: float) -> dict:
+    """``mslong segment`` on one real pair from one input, scored in the common space."""
+    t0, t1 = (patient / name for name in INPUTS[source])
+    if not out.is_file():
+        segment_patient(t0, t1, out, weights, spacing=spacing)
+    reference = nib.load(patient / "ground_truth.nii.gz")
+    prediction = to_common_space(out, patient) if source == "raw" else np.asarray(nib.load(out).dataobj) > 0
+    return score_case(np.asarray(reference.dataobj) > 0, prediction, spacing_of(reference.affine))
+
+
+def merge_exports(exports: list[Path], out: Path) -> Path:
+    """One export folder of links to several exports' slices; every case of the others trains.
+
+    The first export keeps its splits (its validation cases pick the best checkpoint); the
+    real pairs it is merged with train on all their slices.
+    """
+    tables = []
+    for position, export in enumerate(exports):
+        table = read_manifest(export / "manifest.csv")
+        target_split = table["split"] if position == 0 else pd.Series("train", index=table.index)
+        for kind, ext in (("images", ".tif"), ("labels", ".txt"), ("masks", ".png")):
+            for stem, split, target in zip(table["stem"], table["split"], target_split, strict=True):
+                link = out / kind / target / f"{stem}{ext}"
+                link.parent.mkdir(parents=True, exist_ok=True)
+                if not link.exists():
+                    os.symlink((export / kind / split / f"{stem}{ext}").resolve(), link)
+        (out / "cases").mkdir(parents=True, exist_ok=True)
+        for case_file in (export / "cases").iterdir():
+            if not (out / "cases" / case_file.name).exists():
+                os.symlink(case_file.resolve(), out / "cases" / case_file.name)
+        tables.append(table.assign(split=target_split))
+    pd.concat(tables).to_csv(out / "manifest.csv", index=False)
+    first_yaml = next(exports[0].glob("*_long.yaml"))
+    merged = out / "merged_long.yaml"
+    merged.write_text(first_yaml.read_text().replace(str(exports[0].resolve()), str(out.resolve())))
+    return merged
+
+
+def _export(options: ExportOptions) -> Path:
+    summary = export_dataset(options)
+    print(summary.line())
+    return Path(options.out)
+
+
+def phantom_export(work: Path, args: argparse.Namespace) -> Path:
+    root = work / "phantom"
+    write_phantom(root, cases=args.phantom_cases, voxel=args.phantom_voxel, seed=args.seed, realistic=True,
+                  slice_thickness=args.slice_thickness)  # fmt: skip
+    return _export(
+        ExportOptions(
+            dataset="phantom",
+            root=root,
+            out=work / "export_phantom",
+            spacing=args.spacing,
+            drop_empty_fraction=0.8,
+            seed=args.seed,
+        )  # fmt: skip
+    )
+
+
+def real_export(dataset: str, root: Path, out: Path, args: argparse.Namespace, **extra: object) -> Path:
+    return _export(ExportOptions(dataset=dataset, root=root, out=out, spacing=args.spacing,
+                                 drop_empty_fraction=0.8, seed=args.seed, **extra))  # fmt: skip
+
+
+def single_pair_root(root: Path, patient: str, work: Path) -> Path:
+    """A dataset root holding one real pair (a link), to export it alone."""
+    folder = work / f"root_{patient}"
+    folder.mkdir(parents=True, exist_ok=True)
+    if not (folder / patient).exists():
+        os.symlink((root / "longitudinal" / patient).resolve(), folder / patient)
+    return folder
+
+
+def trained(name: str, exports: list[Path], work: Path, args: argparse.Namespace) -> dict[str, Path]:
+    data = merge_exports(exports, work / f"train_{name}")
+    options = DemoOptions(out=work / f"models_{name}", voxel=args.spacing, seed=args.seed,
+                          unext_epochs=args.unext_epochs, yolo_epochs=args.yolo_epochs, device=args.device)  # fmt: skip
+    weights = train_models(options, data)
+    return {model: weights[model] for model in args.models}
+
+
+def _scores(row: str, models: dict[str, dict[str, Path]], work: Path, args: argparse.Namespace) -> list[dict]:
+    """One record per (model set, patient, input); ``models`` maps a patient to its weights."""
+    records = []
+    sets = {"Subtraction baseline": ()} if row == "baseline" else {
+        label: names for label, names in MODEL_SETS.items() if set(names) <= set(args.models)
+    }  # fmt: skip
+    for label, names in sets.items():
+        for patient in PATIENTS:
+            weights = [models[patient][name] for name in names]
+            for source in INPUTS:
+                out = work / "seg" / row / label.replace(" ", "") / f"{patient}_{source}.nii.gz"
+                out.parent.mkdir(parents=True, exist_ok=True)
+                started = time.perf_counter()
+                scores = score_pair(args.root / "longitudinal" / patient, source, weights, out, args.spacing)
+                records.append({"row": row, "method": label, "patient": patient, "input": source,
+                                "seconds": time.perf_counter() - started, **scores})  # fmt: skip
+    return records
+
+
+ROW_TITLES = {
+    "baseline": "",
+    "phantom": "trained on the realistic phantom",
+    "pseudo": "trained on the phantom + pseudo pairs of the 2 real single-time-point scans",
+    "pair": "trained on the phantom + the other real pair",
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--root", type=Path, required=True, help="the ljubljana folder (longitudinal/, cross_sectional/)"
+    )
+    parser.add_argument("--work", type=Path, default=Path("benchmarks/output/real"))
+    parser.add_argument("--rows", nargs="+", default=list(ROWS), choices=ROWS)
+    parser.add_argument("--models", nargs="+", default=["unext", "yolo"], choices=["unext", "yolo"])
+    parser.add_argument("--spacing", type=float, default=1.5, help="export and segmentation spacing, mm")
+    parser.add_argument("--phantom-cases", type=int, default=12)
+    parser.add_argument("--phantom-voxel", type=float, default=1.0, help="in-plane voxel of the phantom, mm")
+    parser.add_argument("--slice-thickness", type=float, default=3.0, help="the phantom's slices, mm")
+    parser.add_argument("--unext-epochs", type=int, default=DemoOptions.unext_epochs)
+    parser.add_argument("--yolo-epochs", type=int, default=DemoOptions.yolo_epochs)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default=None)
+    args = parser.parse_args()
+    started, work = time.perf_counter(), args.work
+    records = []
+    for row in args.rows:
+        models: dict[str, dict[str, Path]] = {patient: {} for patient in PATIENTS}
+        if row != "baseline":
+            phantom = phantom_export(work, args)
+        if row in ("phantom", "pseudo"):
+            extra = [] if row == "phantom" else [
+                real_export("ljubljana_cross", args.root / "cross_sectional", work / "export_cross", args,
+                            simulate_evolution=True)
+            ]  # fmt: skip
+            weights = trained(row, [phantom, *extra], work, args)
+            models = {patient: weights for patient in PATIENTS}
+        elif row == "pair":
+            for patient, other in (PATIENTS, PATIENTS[::-1]):
+                export = real_export("ljubljana_long", single_pair_root(args.root, other, work),
+                                     work / f"export_{other}", args)  # fmt: skip
+                models[patient] = trained(f"pair_{other}", [phantom, export], work, args)
+        records += _scores(row, models, work, args)
+    table = pd.DataFrame(records)
+    table.to_csv(work / "scores.csv", index=False)
+    table["method"] = [
+        f"{m}, {ROW_TITLES[r]}" if ROW_TITLES[r] else m
+        for m, r in zip(table["method"], table["row"], strict=True)
+    ]
+    columns = ["dice", "f1", "sensitivity", "precision", "fp_lesions"]
+    mean = table.pivot_table(index="method", columns="input", values=columns, aggfunc="mean", sort=False)
+    print(f"\n## Real pairs ({', '.join(PATIENTS)}), mean of the two, MSSEG-2 rules, {args.spacing} mm")
+    print(mean.round(3).to_string())
+    print("\n## Per patient")
+    print(table.set_index(["method", "patient", "input"])[columns + ["seconds"]].round(3).to_string())
+    print("\n## Rigid registration of the raw pairs against the database's transforms (mm over the head)")
+    for patient in PATIENTS:
+        median, p95 = registration_error(args.root / "longitudinal" / patient)
+        print(f"{patient}: median {median:.2f}, 95th percentile {p95:.2f}")
+    print(f"\nbench_real: {time.perf_counter() - started:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
