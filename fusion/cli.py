@@ -42,9 +42,9 @@ def reassemble_parser() -> argparse.ArgumentParser:
         "--threshold",
         type=float,
         nargs="+",
-        default=[0.5],
-        help="probability a view must exceed (default 0.5); one value per --preds folder gives each "
-        "model its own operating point, e.g. 0.5 0.25 for UNeXt and YOLO",
+        default=None,
+        help="probability a view must exceed: one value, or one per --preds folder (default: each "
+        "folder's model's own operating point from its provenance.json: UNeXt 0.5, YOLO 0.25)",
     )
     parser.add_argument(
         "--min-size",
@@ -97,7 +97,7 @@ def _check_fraction(parser: argparse.ArgumentParser, value: float, flag: str) ->
 def reassemble_main(argv: Sequence[str] | None = None) -> None:
     parser = reassemble_parser()
     args = parser.parse_args(argv)
-    for threshold in args.threshold:
+    for threshold in args.threshold or ():
         _check_fraction(parser, threshold, "--threshold")
     if args.min_votes is not None and args.min_votes < 1:
         parser.error(f"--min-votes must be at least 1, got {args.min_votes}")

@@ -120,17 +120,14 @@ def _lesion_rows(
     without the background column, ``to_world`` the affine from crop voxels to mm.
     """
     status = ("detected", "missed") if kind == "reference" else ("true positive", "false positive")
-    world = nib.affines.apply_affine(to_world, lesions.centroids)
     return [
         {
             "kind": kind,
-            "lesion": label,
-            "volume_mm3": float(lesions.sizes[label]) * voxel_mm3,
-            **dict(zip(("x_mm", "y_mm", "z_mm"), map(float, world[label - 1]), strict=True)),
+            **record,
             "status": status[0] if found[label - 1] else status[1],
             "matches": _partners(overlaps[label - 1]),
         }
-        for label in range(1, lesions.n + 1)
+        for label, record in enumerate(lesions.describe(to_world, voxel_mm3), start=1)
     ]
 
 

@@ -106,6 +106,21 @@ class Lesions:
         centroids = np.stack(sums, axis=1) / sizes[kept, None]
         return cls(np.asarray(mask) > 0, labels, len(kept), np.concatenate([[0], sizes[kept]]), centroids)
 
+    def describe(self, to_world: np.ndarray, voxel_mm3: float) -> list[dict[str, float | int]]:
+        """One record per lesion, in label order: id, volume (mm³), centroid (world mm).
+
+        ``to_world``: the affine from this mask's voxel indices to millimetres.
+        """
+        world = to_world[:3, :3] @ self.centroids.T + to_world[:3, 3:4] if self.n else np.empty((3, 0))
+        return [
+            {
+                "lesion": label,
+                "volume_mm3": float(self.sizes[label]) * voxel_mm3,
+                **dict(zip(("x_mm", "y_mm", "z_mm"), map(float, world[:, label - 1]), strict=True)),
+            }
+            for label in range(1, self.n + 1)
+        ]
+
 
 @dataclass(frozen=True)
 class Matching:

@@ -34,6 +34,7 @@ from slicer.io import save_nifti, spacing_of
 from slicer.lesions import MIN_LESION_MM3, remove_small_lesions
 from slicer.manifest import read_manifest
 from slicer.predictions import decode_probability
+from slicer.provenance import claim_folder, operating_point, read_provenance
 from slicer.writer import read_roi, read_source_volume, source_channel
 
 __all__ = [
@@ -48,6 +49,8 @@ __all__ = [
 ]
 
 READ_THREADS = 4  # PNG decoding releases the GIL; a few threads hide the file system latency
+# The operating point of a prediction folder that does not say which model made it.
+DEFAULT_THRESHOLD = 0.5
 Thresholds = float | Sequence[float]
 
 
@@ -60,8 +63,9 @@ class ReassembleOptions:
     out: Path | str
     vote: Vote = "triplanar"
     min_votes: int | None = None  # None: half the views, rounded up (fusion.voting.default_min_votes)
-    # One probability threshold for every folder, or one per folder of ``preds``.
-    threshold: Thresholds = 0.5
+    # One probability threshold for every folder, or one per folder of ``preds``; None: each
+    # folder's operating point from its provenance (slicer.provenance.operating_point).
+    threshold: Thresholds | None = None
     min_size_mm3: float = MIN_LESION_MM3
     # Keep lesions already hyperintense at baseline (default: drop them, see fusion.existing).
     keep_existing: bool = False
@@ -254,12 +258,13 @@ def reassemble(options: ReassembleOptions) -> list[Path]:
     # Only the chosen planes become views (e.g. a single-plane model: --orientations axial).
     manifest = manifest[manifest["orientation"].isin(options.orientations)]
     pred_dirs = [Path(p) for p in options.preds]
-    thresholds = folder_thresholds(options.threshold, len(pred_dirs))
     listings = []
     for pred_dir in pred_dirs:
         if not pred_dir.is_dir():
             raise InputError(pred_dir, "prediction folder not found")
         listings.append(set(os.listdir(pred_dir)))
+    own = [operating_point(pred_dir, DEFAULT_THRESHOLD) for pred_dir in pred_dirs]
+    thresholds = folder_thresholds(own if options.threshold is None else options.threshold, len(pred_dirs))
     geometries = {}
     for case in cases:  # check everything cheap before writing anything
         geometries[case] = CaseGeometry.load(slices / "cases" / f"{case}.json")
@@ -269,15 +274,31 @@ def reassemble(options: ReassembleOptions) -> list[Path]:
             if not (rows["stem"] + ".png").isin(listing).any():
                 raise InputError(pred_dir, f"no prediction for case '{case}'")
     written = []
-    for case in tqdm(cases, desc="reassembling", unit="case", leave=False):
-        target = out / f"{case}.nii.gz"
-        prob_target = out / f"{case}_prob.nii.gz"
-        done = target.is_file() and (prob_target.is_file() or not options.save_prob)
-        if not done or options.overwrite:
-            rows = manifest[manifest["case"] == case]
-            _write_case(case, rows, geometries[case], pred_dirs, listings, thresholds, options)
-        written.append(target)
+    with claim_folder(out, _record(options, pred_dirs, thresholds), "*.nii.gz", options.overwrite) as keep:
+        for case in tqdm(cases, desc="reassembling", unit="case", leave=False):
+            target = out / f"{case}.nii.gz"
+            prob_target = out / f"{case}_prob.nii.gz"
+            done = target.is_file() and (prob_target.is_file() or not options.save_prob)
+            if not (keep and done):
+                rows = manifest[manifest["case"] == case]
+                _write_case(case, rows, geometries[case], pred_dirs, listings, thresholds, options)
+            written.append(target)
     return written
+
+
+def _record(options: ReassembleOptions, pred_dirs: Sequence[Path], thresholds: Sequence[float]) -> dict:
+    """What makes the masks of a reassembled folder (which cases, and the prob files, aside)."""
+    return {
+        "tool": "reassemble",
+        "slices": str(Path(options.slices).resolve()),
+        "preds": [{"folder": str(p.resolve()), "provenance": read_provenance(p)} for p in pred_dirs],
+        "thresholds": list(thresholds),
+        "vote": options.vote,
+        "min_votes": options.min_votes,
+        "min_size_mm3": options.min_size_mm3,
+        "keep_existing": options.keep_existing,
+        "orientations": list(options.orientations),
+    }
 
 
 def _write_case(

@@ -10,38 +10,66 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from mslong.options import DemoOptions
-from slicer.errors import cli_entry
+from slicer.errors import InputError, cli_entry
 
 __all__ = ["main", "build_parser"]
+
+
+def _segment_options(args: argparse.Namespace) -> dict:
+    return {
+        "vote": args.vote,
+        "min_votes": args.min_votes,
+        "threshold": args.threshold,
+        "keep_existing": args.keep_existing,
+        "spacing": args.spacing,
+        "register": args.register,
+        "brain_mask_mode": args.brain_mask,
+        "brain_mask_file": args.brain_mask_file,
+        "batch": args.batch,
+        "save_prob": args.save_prob,
+    }
 
 
 def _segment(args: argparse.Namespace) -> None:
     import time
 
+    start = time.perf_counter()
+    if args.list is not None:
+        from mslong.batch import segment_list
+
+        if args.brain_mask_file is not None:
+            raise InputError("--brain-mask-file", "serves one patient; with --list masks are computed")
+        table = segment_list(
+            args.list,
+            args.out,
+            args.weights,
+            device=args.device,
+            overwrite=args.overwrite,
+            **_segment_options(args),
+        )
+        print(
+            f"mslong segment: {len(table)} cases, {int(table['new_lesions'].sum())} new lesions -> "
+            f"{args.out / 'summary.csv'} ({time.perf_counter() - start:.1f} s)"
+        )
+        return
     from mslong.segment import segment_patient
 
-    start = time.perf_counter()
     result = segment_patient(
-        args.time01,
-        args.time02,
-        args.output,
-        args.weights,
-        device=args.device,
-        vote=args.vote,
-        min_votes=args.min_votes,
-        threshold=args.threshold,
-        keep_existing=args.keep_existing,
-        spacing=args.spacing,
-        register=args.register,
-        brain_mask_mode=args.brain_mask,
-        brain_mask_file=args.brain_mask_file,
-        batch=args.batch,
-        save_prob=args.save_prob,
+        args.time01, args.time02, args.output, args.weights, device=args.device, **_segment_options(args)
     )
     print(
         f"mslong segment: {result.new_lesions} new lesions ({result.new_lesion_voxels} voxels) by "
         f"{' + '.join(result.models)} -> {result.out} ({time.perf_counter() - start:.1f} s)"
     )
+
+
+def _check_segment_inputs(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    one = (args.time01, args.time02, args.output)
+    if args.list is not None:
+        if any(v is not None for v in one) or args.out is None:
+            parser.error("--list takes --out DIR, not -t1/-t2/-o")
+    elif None in one or args.out is not None:
+        parser.error("give -t1, -t2 and -o (one patient), or --list pairs.csv --out DIR (many)")
 
 
 def _demo(args: argparse.Namespace) -> None:
@@ -70,14 +98,20 @@ def build_parser() -> argparse.ArgumentParser:
     segment = commands.add_parser(
         "segment",
         help="segment one patient (the MSSEG-2 challenge contract)",
-        description="Segment the new lesions of one patient: -t1 baseline, -t2 follow-up (time points).",
+        description="Segment the new lesions of one patient (-t1 baseline, -t2 follow-up, as time "
+        "points; -o mask, plus <mask>_lesions.csv), or of many (--list pairs.csv --out DIR).",
     )
-    segment.add_argument("-t1", dest="time01", type=Path, required=True, help="baseline FLAIR (time point 1)")
+    segment.add_argument("-t1", dest="time01", type=Path, help="baseline FLAIR (time point 1)")
+    segment.add_argument("-t2", dest="time02", type=Path, help="follow-up FLAIR (time point 2)")
+    segment.add_argument("-o", dest="output", type=Path, help="output mask (.nii.gz) on the t2 grid")
     segment.add_argument(
-        "-t2", dest="time02", type=Path, required=True, help="follow-up FLAIR (time point 2)"
+        "--list", type=Path, help="CSV with columns case,t1,t2: segment every pair, loading models once"
     )
     segment.add_argument(
-        "-o", dest="output", type=Path, required=True, help="output mask (.nii.gz) on the t2 grid"
+        "--out", type=Path, help="with --list: folder for <case>.nii.gz, <case>_lesions.csv, summary.csv"
+    )
+    segment.add_argument(
+        "--overwrite", action="store_true", help="with --list: redo cases made with other weights or settings"
     )
     segment.add_argument(
         "--weights",
@@ -109,15 +143,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="keep lesions already hyperintense at baseline (default: drop them, they are not new)",
     )
     segment.add_argument(
-        "--spacing", type=float, default=1.0, help="isotropic slicing spacing in mm (default 1.0)"
+        "--spacing",
+        type=float,
+        default=None,
+        help="isotropic slicing spacing in mm (default: the one the models were trained at, else 1.0)",
     )
     segment.add_argument("--register", default="auto", choices=("auto", "rigid", "affine", "none"))
     segment.add_argument(
         "--brain-mask",
-        default="auto",
+        default=None,
         choices=("auto", "dataset", "compute", "none"),
         help="where lesions are looked for: --brain-mask-file (dataset), a mask computed by deepbet "
-        "(compute) or the whole head (none); default auto: the file when given, else computed",
+        "(compute) or the whole head (none); default: as the models were trained, else auto (the "
+        "file when given, else computed)",
     )
     segment.add_argument(
         "--brain-mask-file", type=Path, default=None, help="brain mask on the t2 grid (e.g. the dataset's)"
@@ -157,7 +195,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 @cli_entry
 def main(argv: Sequence[str] | None = None) -> None:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "segment":
+        _check_segment_inputs(parser, args)
     args.run(args)
 
 

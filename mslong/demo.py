@@ -22,6 +22,7 @@ from fusion.evaluate import CONSENSUS, PREDICTION, EvaluateOptions, evaluate
 from fusion.reassemble import ReassembleOptions, reassemble
 from mslong.options import DemoOptions
 from mslong.segment import segment_patient
+from slicer.dataset_yaml import write_listing
 from slicer.datasets import load_dataset
 from slicer.export import ExportOptions, export_dataset
 from slicer.io import atomic_path
@@ -46,8 +47,6 @@ __all__ = [
 ]
 
 DATASET = "phantom"
-YOLO_LESION_REPEATS = 2  # lesion slices appear this often in YOLO's training listing ...
-YOLO_EMPTY_FRACTION = 0.5  # ... beside this share of the (already thinned) empty ones
 
 
 @dataclass(frozen=True)
@@ -126,13 +125,6 @@ def train_unext(options: DemoOptions, data: Path, runs: Path, name: str = "unext
     return result.run_dir / "weights" / "best.pt"
 
 
-def _listing(data: Path, name: str, split: str, stems: list[str]) -> str:
-    """Write an ultralytics-style listing of exported slices next to the dataset YAML."""
-    with atomic_path(data.parent / name) as tmp:
-        tmp.write_text("".join(f"./images/{split}/{stem}.tif\n" for stem in stems))
-    return name
-
-
 def _derived_yaml(data: Path, suffix: str, **changes: str) -> Path:
     """A copy of the dataset YAML ``data`` with some keys changed, written beside it."""
     config = {**yaml.safe_load(data.read_text()), **changes}
@@ -153,24 +145,9 @@ def training_data(options: DemoOptions, data: Path) -> Path:
     manifest = read_manifest(data.parent / "manifest.csv")
     val = manifest[manifest["split"] == "val"].sample(frac=1.0, random_state=options.seed)
     chosen = pd.concat([val[val["instances"] > 0], val[val["instances"] == 0]]).head(options.val_slices)
-    return _derived_yaml(data, "train", val=_listing(data, "val_sample.txt", "val", sorted(chosen["stem"])))
-
-
-def _yolo_data(options: DemoOptions, data: Path) -> Path:
-    """``data`` with YOLO's training slices rebalanced: lesion slices twice, half the empty ones.
-
-    YOLO learns lesions only from slices that show one (an empty slice teaches it background
-    confidence, little else), and a short CPU run sees each slice a few times. Measured on the
-    demo's validation patients: YOLO triplanar lesion F1 0.46 after 10 epochs on this listing
-    (430 slices an epoch), against 0.29 after 8 epochs on every training slice (499), in about
-    the same time. UNeXt samples lesion crops itself and trains on the export as it is.
-    """
-    manifest = read_manifest(data.parent / "manifest.csv")
-    train = manifest[manifest["split"] == "train"]
-    lesion = sorted(train.loc[train["instances"] > 0, "stem"])
-    empty = train[train["instances"] == 0].sample(frac=YOLO_EMPTY_FRACTION, random_state=options.seed)
-    stems = lesion * YOLO_LESION_REPEATS + sorted(empty["stem"])
-    return _derived_yaml(data, "yolo", train=_listing(data, "yolo_train.txt", "train", stems))
+    return _derived_yaml(
+        data, "train", val=write_listing(data.parent, "val_sample.txt", "val", sorted(chosen["stem"]))
+    )
 
 
 def _train_yolo(options: DemoOptions, data: Path, runs: Path) -> Path:
@@ -250,14 +227,6 @@ def score_folder(pred: Path, phantom: Path, out: Path, figures: bool = False) ->
     }
 
 
-def _thresholds(models: tuple[str, ...]) -> list[float]:
-    """Each prediction folder at its model's own operating point."""
-    from unext_long.predict import DECISION_THRESHOLD as UNEXT
-    from yolo_long.predict import DECISION_THRESHOLD as YOLO
-
-    return [{"unext": UNEXT, "yolo": YOLO}[model] for model in models]
-
-
 def folder_name(method: Method) -> str:
     """The folder a method's masks go to, named after its table row."""
     return method.name.replace(" ", "_").replace(",", "").replace("+", "and")
@@ -269,7 +238,7 @@ def fuse_method(
     """Reassemble ``export``'s validation split as ``method`` says into ``out``.
 
     ``preds`` maps each model of ``method.models`` to its prediction folder; each folder is
-    thresholded at its model's own operating point.
+    thresholded at its model's own operating point (from its ``provenance.json``).
     """
     reassemble(
         ReassembleOptions(
@@ -277,7 +246,6 @@ def fuse_method(
             preds=[preds[model] for model in method.models],
             out=out,
             vote=method.vote,
-            threshold=_thresholds(method.models),
             keep_existing=method.keep_existing,
             orientations=method.orientations,
             split="val",
@@ -326,7 +294,7 @@ def train_models(options: DemoOptions, data: Path) -> dict[str, Path]:
     _step("train UNeXt (siamese two-timepoint stem)")
     weights = {"unext": train_unext(options, data, runs)}
     _step("train YOLOv9t-seg-long (siamese stem) with the ultralytics trainer")
-    weights["yolo"] = _train_yolo(options, _yolo_data(options, data), runs)
+    weights["yolo"] = _train_yolo(options, data, runs)
     return weights
 
 

@@ -1,23 +1,30 @@
 """Any trained model of the toolkit behind one interface, for in-memory prediction.
 
 A UNeXt checkpoint (``unext-long train``: state dict + JSON config) and a YOLO checkpoint
-(``yolo segment train`` on a ``yolo-long init`` model) both say which channel recipe they
-were trained on; :func:`load_predictor` reads it so the caller slices accordingly.
+(``yolo segment train`` on a ``yolo-long init`` model) both say which channel recipe and
+which export settings they were trained on; :func:`load_predictor` reads them so that the
+caller slices accordingly, and :func:`ensemble_settings` refuses models that disagree.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+import json
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from slicer.dataset_yaml import recipe_from_groups
 from slicer.errors import InputError
 
-__all__ = ["Predictor", "load_predictor"]
+__all__ = ["SLICING_KEYS", "Predictor", "load_predictor", "ensemble_settings"]
+
+# Export settings that change what a model sees, beyond its own channel recipe: every model
+# of an ensemble must share them, since one slicing of the pair serves them all.
+SLICING_KEYS = ("spacing", "match_histograms", "brain_mask")
 
 PredictFn = Callable[..., Iterator[np.ndarray]]
 
@@ -27,6 +34,7 @@ class Predictor:
     """A loaded model: ``predict(images, batch=...)`` yields one (H, W) probability per (C, H, W) image.
 
     ``threshold`` is the model's own operating point: the probability above which it calls a pixel.
+    ``export`` holds the export settings it was trained on (empty for older checkpoints).
     """
 
     name: str
@@ -34,6 +42,8 @@ class Predictor:
     context: int
     predict: PredictFn
     threshold: float
+    weights: Path = Path()
+    export: dict[str, Any] = field(default_factory=dict)
 
 
 def _resolve_device(device: str | None) -> str:
@@ -52,14 +62,14 @@ def _unext(weights: Path, device: str) -> Predictor:
         return predict_images(model, images, batch=batch)
 
     name = f"unext:{weights.parent.parent.name or weights.stem}"
-    return Predictor(name, recipe, context, predict, DECISION_THRESHOLD)
+    return Predictor(name, recipe, context, predict, DECISION_THRESHOLD, weights, config.get("export") or {})
 
 
 def _yolo(weights: Path, device: str) -> Predictor:
-    from yolo_long.predict import DECISION_THRESHOLD, load_model, predict_images
+    from yolo_long.predict import DECISION_THRESHOLD, load_model, model_block, predict_images
 
     model = load_model(weights, device)
-    block = getattr(model.model, "yaml", {}).get("mslong")
+    block = model_block(model)
     if not block:
         raise InputError(
             weights, "YOLO checkpoint without the mslong channel recipe (build it with yolo-long init)"
@@ -67,7 +77,7 @@ def _yolo(weights: Path, device: str) -> Predictor:
     recipe, context = recipe_from_groups(block["channel_groups"])
     predict = partial(predict_images, model, device=device)
     name = f"yolo:{weights.parent.parent.name or weights.stem}"
-    return Predictor(name, recipe, context, predict, DECISION_THRESHOLD)
+    return Predictor(name, recipe, context, predict, DECISION_THRESHOLD, weights, block.get("export") or {})
 
 
 def load_predictor(weights: str | Path, device: str | None = None) -> Predictor:
@@ -79,3 +89,32 @@ def load_predictor(weights: str | Path, device: str | None = None) -> Predictor:
         return _unext(weights, device)
     except InputError:
         return _yolo(weights, device)
+
+
+def _brain_mask_kind(mode: str) -> str:
+    # "dataset", "compute" and "auto" all restrict the model's view to the brain.
+    return "none" if mode == "none" else "auto"
+
+
+def ensemble_settings(predictors: Sequence[Predictor]) -> dict[str, Any]:
+    """The :data:`SLICING_KEYS` the models were trained with (those they record).
+
+    Raises:
+        InputError: two models recorded different values of one setting.
+    """
+    settings: dict[str, Any] = {}
+    owner: dict[str, Predictor] = {}
+    for predictor in predictors:
+        for key in SLICING_KEYS:
+            if key not in predictor.export:
+                continue
+            value = predictor.export[key]
+            value = _brain_mask_kind(value) if key == "brain_mask" else value
+            if key in settings and json.dumps(settings[key]) != json.dumps(value):
+                raise InputError(
+                    predictor.weights,
+                    f"was trained with {key} {value!r}, {owner[key].weights} with {settings[key]!r}: "
+                    "an ensemble slices one way for all its models",
+                )
+            settings[key], owner[key] = value, predictor
+    return settings

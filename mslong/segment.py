@@ -3,8 +3,10 @@
 ``mslong segment -t1 flair_time01.nii.gz -t2 flair_time02.nii.gz -o seg.nii.gz --weights ...``
 registers the baseline onto the follow-up, slices both in memory exactly as the export
 does, runs every model on every plane, fuses the views with lesion-wise voting and writes
-the binary new-lesion mask on the follow-up scan's grid. (Here ``-t1``/``-t2`` are the
-time points, as in the challenge, not MR contrasts.)
+the binary new-lesion mask on the follow-up scan's grid, with ``<output>_lesions.csv`` (one
+row per new lesion: volume, centroid, mean probability). (Here ``-t1``/``-t2`` are the time
+points, as in the challenge, not MR contrasts.) The pair is sliced as the models were
+trained (spacing, histogram matching, brain mask: :func:`mslong.models.ensemble_settings`).
 """
 
 from __future__ import annotations
@@ -12,26 +14,42 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import nibabel as nib
 import numpy as np
+import pandas as pd
 from tqdm import tqdm
 
 from fusion.baseline import subtraction_baseline
+from fusion.metrics import Lesions
 from fusion.reassemble import folder_thresholds, reassemble_case
 from slicer.brain import brain_mask
 from slicer.errors import InputError
 from slicer.geometry import AXIS_OF, ORIENTATIONS, volume_from_images
-from slicer.io import check_same_grid, load_nifti, load_volume, save_nifti, spacing_of
-from slicer.lesions import count_lesions
+from slicer.io import atomic_path, check_same_grid, load_nifti, load_volume, save_nifti, spacing_of
 from slicer.predictions import quantise_probability
 from slicer.prepare import PreparedCase, prepare_case, slice_channels
 from slicer.register import RegistrationError
 
-__all__ = ["SegmentResult", "segment_patient", "predict_views", "check_same_subject"]
+if TYPE_CHECKING:
+    from mslong.models import Predictor
+
+__all__ = [
+    "SegmentResult",
+    "segment_patient",
+    "predict_views",
+    "check_same_subject",
+    "lesion_table",
+    "sibling_path",
+    "LESION_COLUMNS",
+]
 
 # The two scans' fields of view must overlap at least this much (fraction of the smaller one).
 MIN_FOV_OVERLAP = 0.5
+# Slicing defaults when no model says otherwise (the subtraction baseline, older checkpoints).
+DEFAULT_SPACING = 1.0
+LESION_COLUMNS = ("lesion", "volume_mm3", "x_mm", "y_mm", "z_mm", "mean_probability")
 
 
 @dataclass(frozen=True)
@@ -41,6 +59,8 @@ class SegmentResult:
     new_lesions: int
     models: tuple[str, ...]
     correlation: float  # edge correlation of t1 and the (registered) t0, as slicer.register measures it
+    new_lesion_mm3: float = 0.0
+    spacing: float = DEFAULT_SPACING
 
 
 def _world_box(img: nib.Nifti1Image) -> tuple[np.ndarray, np.ndarray]:
@@ -95,44 +115,61 @@ def segment_patient(
     out: Path,
     weights: Sequence[Path] = (),
     *,
-    device: str = "cpu",
+    predictors: Sequence[Predictor] | None = None,
+    device: str | None = None,
     vote: str = "triplanar",
     min_votes: int | None = None,
     threshold: float | Sequence[float] | None = None,
     min_size_mm3: float = 3.0,
     keep_existing: bool = False,
-    spacing: float = 1.0,
+    spacing: float | None = None,
     register: str = "auto",
-    brain_mask_mode: str = "auto",
+    brain_mask_mode: str | None = None,
     brain_mask_file: Path | None = None,
     batch: int = 16,
     save_prob: bool = False,
 ) -> SegmentResult:
     """Segment the new lesions of one patient and write ``out`` on the follow-up's grid.
 
-    Without ``weights`` the classic subtraction baseline runs instead of the networks.
+    Without ``weights`` (or already loaded ``predictors``, which a batch passes to load each
+    model once) the classic subtraction baseline runs instead of the networks.
     ``threshold``: None gives each model its own operating point (``Predictor.threshold``);
     one value serves every model, or give one per weights file. Lesions already hyperintense
     at baseline are dropped unless ``keep_existing`` (:mod:`fusion.existing`). Lesions are
     looked for in the brain both scans acquired: ``brain_mask_file`` (on the follow-up's grid)
     or a mask computed by deepbet (:func:`slicer.brain.brain_mask`, ``brain_mask_mode``).
+    ``spacing``, ``brain_mask_mode``: None takes the models' (their export's), else 1 mm / auto.
     """
-    from mslong.models import load_predictor  # imports torch: only when segmenting
+    from mslong.models import ensemble_settings, load_predictor  # imports torch: only when segmenting
 
+    if predictors is None:
+        predictors = [load_predictor(path, device=device) for path in weights]
+    trained = ensemble_settings(predictors)
+    spacing = spacing or trained.get("spacing") or DEFAULT_SPACING
+    brain_mask_mode = brain_mask_mode or trained.get("brain_mask") or "auto"
     t0, t0_img = load_volume(time01)
     t1, t1_img = load_volume(time02)
     check_same_subject(t0_img, t1_img, time01, time02)
     if brain_mask_file is not None:
         check_same_grid(load_nifti(brain_mask_file), t1_img, brain_mask_file, time02)
-    brain, _ = brain_mask(brain_mask_mode, t1, t1_img.affine, brain_mask_file, scan=time02, device=device)
-    predictors = [load_predictor(path, device=device) for path in weights]
+    brain, _ = brain_mask(
+        brain_mask_mode, t1, t1_img.affine, brain_mask_file, scan=time02, device=device or "cpu"
+    )
     own = [predictor.threshold for predictor in predictors]
     per_model = (
         folder_thresholds(own if threshold is None else threshold, len(predictors)) if predictors else []
     )
     try:
         prepared = prepare_case(
-            t1, t1_img, t0, t0_img, brain=brain, spacing=spacing, register=register, source=time02
+            t1,
+            t1_img,
+            t0,
+            t0_img,
+            brain=brain,
+            spacing=spacing,
+            register=register,
+            match_histograms=bool(trained.get("match_histograms", False)),
+            source=time02,
         )
     except RegistrationError as error:
         # Registration refuses pairs whose edges do not correlate: often two different subjects.
@@ -152,18 +189,37 @@ def segment_patient(
     mask, prob = reassemble_case(
         prepared.geometry, views, vote, min_votes, threshold, min_size_mm3, baseline, planes, roi=prepared.roi
     )
+    table = lesion_table(mask, prob, t1_img.affine)
     save_nifti(mask.astype(np.uint8), t1_img.affine, out, header=t1_img.header)
+    with atomic_path(sibling_path(out, "_lesions.csv")) as tmp:
+        table.to_csv(tmp, index=False)
     if save_prob:
-        save_nifti(prob.astype(np.float32), t1_img.affine, _prob_path(out), header=t1_img.header)
+        save_nifti(
+            prob.astype(np.float32), t1_img.affine, sibling_path(out, "_prob.nii.gz"), header=t1_img.header
+        )
     return SegmentResult(
         out=Path(out),
         new_lesion_voxels=int(mask.sum()),
-        new_lesions=count_lesions(mask, spacing_of(t1_img.affine)),
+        new_lesions=len(table),
         models=tuple(p.name for p in predictors) or ("subtraction",),
         correlation=prepared.registration.correlation if prepared.registration else float("nan"),
+        new_lesion_mm3=float(table["volume_mm3"].sum()),
+        spacing=spacing,
     )
 
 
-def _prob_path(out: Path) -> Path:
+def lesion_table(mask: np.ndarray, prob: np.ndarray, affine: np.ndarray) -> pd.DataFrame:
+    """One row per lesion of ``mask`` (MSSEG-2 definition, largest first): volume, centroid, mean probability."""
+    spacing = spacing_of(affine)
+    lesions = Lesions.of(mask, spacing)
+    rows = pd.DataFrame(lesions.describe(affine, float(np.prod(spacing))), columns=list(LESION_COLUMNS[:-1]))
+    labels = lesions.labels.reshape(-1)
+    sums = np.bincount(labels, weights=prob.reshape(-1), minlength=lesions.n + 1)[1:]
+    rows["mean_probability"] = sums / np.maximum(lesions.sizes[1:], 1)
+    return rows
+
+
+def sibling_path(out: Path, suffix: str) -> Path:
+    """``seg.nii.gz`` -> ``seg<suffix>`` beside it (e.g. ``seg_lesions.csv``)."""
     name = Path(out).name.removesuffix(".gz").removesuffix(".nii")
-    return Path(out).with_name(f"{name}_prob.nii.gz")
+    return Path(out).with_name(f"{name}{suffix}")

@@ -16,14 +16,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pandas as pd
 import yaml
 
 from slicer.errors import InputError
 from slicer.io import atomic_path
 
 __all__ = [
+    "SPLITS",
+    "EXPORT_KEYS",
     "ExportInfo",
     "write_export_yaml",
+    "write_train_listing",
+    "write_listing",
     "read_export_yaml",
     "channel_names",
     "channel_groups",
@@ -31,7 +37,15 @@ __all__ = [
 ]
 
 SPLITS = ("train", "val", "test")
+# The export settings a model depends on: prediction must slice the same way.
+EXPORT_KEYS = ("spacing", "orientations", "recipe", "context", "register", "brain_mask", "match_histograms")
 CLASS_NAMES = {0: "new_lesion"}
+# ultralytics' training listing: every lesion slice this often, beside this share of the
+# lesion-free ones. YOLO learns lesions only from slices that show one, and a short run sees
+# each slice a few times; UNeXt reads every slice (mslong.train) and balances by sampling.
+LISTING_LESION_REPEATS = 2
+LISTING_EMPTY_SHARE = 0.5
+TRAIN_LISTING = "yolo_train.txt"
 
 
 def channel_names(recipe: Sequence[str], context: int) -> list[str]:
@@ -66,6 +80,36 @@ class ExportInfo:
     recipe: list[str] = field(default_factory=list)
     names: dict[int, str] = field(default_factory=lambda: dict(CLASS_NAMES))
     spacing: float | None = None
+    # How the slices were made (spacing, orientations, recipe, context, registration, brain
+    # mask, histogram matching, label): models record it so that prediction slices alike.
+    export: dict[str, Any] = field(default_factory=dict)
+
+
+def write_train_listing(export: Path, manifest: pd.DataFrame, seed: int) -> str | None:
+    """Write ultralytics' lesion-balanced training listing in ``export``; its name, or None.
+
+    >>> rows = pd.DataFrame({"split": ["train"] * 3, "instances": [1, 0, 0], "stem": ["a", "b", "c"]})
+    >>> import tempfile; folder = Path(tempfile.mkdtemp())
+    >>> write_train_listing(folder, rows, seed=0)
+    'yolo_train.txt'
+    >>> (folder / "yolo_train.txt").read_text().split()
+    ['./images/train/a.tif', './images/train/a.tif', './images/train/c.tif']
+    """
+    train = manifest[manifest["split"] == "train"]
+    if train.empty:
+        return None
+    lesion = sorted(train.loc[train["instances"] > 0, "stem"])
+    empty = sorted(train.loc[train["instances"] == 0, "stem"])
+    keep = round(len(empty) * LISTING_EMPTY_SHARE)
+    drawn = sorted(np.random.default_rng(seed).choice(empty, keep, replace=False)) if keep else []
+    return write_listing(export, TRAIN_LISTING, "train", lesion * LISTING_LESION_REPEATS + list(drawn))
+
+
+def write_listing(export: Path, name: str, split: str, stems: Sequence[str]) -> str:
+    """Write an ultralytics listing (one ``./images/<split>/<stem>.tif`` per line) in ``export``."""
+    with atomic_path(export / name) as tmp:
+        tmp.write_text("".join(f"./images/{split}/{stem}.tif\n" for stem in stems))
+    return name
 
 
 def write_export_yaml(
@@ -78,10 +122,20 @@ def write_export_yaml(
     orientations: Sequence[str],
     label: str,
     dataset: str,
+    export: Mapping[str, Any] | None = None,
+    train_listing: str | None = None,
 ) -> Path:
-    """Write ``path`` (the export folder is its parent) atomically."""
+    """Write ``path`` (the export folder is its parent) atomically.
+
+    ``export``: the settings that made the slices (:data:`EXPORT_KEYS` of the export's options).
+    ``train_listing``: what ultralytics trains on (:func:`write_train_listing`); the UNeXt
+    trainer reads ``mslong.train``, every training slice.
+    """
     content: dict[str, Any] = {"path": str(path.parent.resolve())}
     content.update({split: f"images/{split}" for split in SPLITS if split in splits or split != "test"})
+    folders = {"train": content["train"]}
+    if train_listing:
+        content["train"] = train_listing
     content["names"] = dict(CLASS_NAMES)
     content["channels"] = len(recipe) * (2 * context + 1)
     content["mslong"] = {
@@ -93,6 +147,8 @@ def write_export_yaml(
         "orientations": list(orientations),
         "label": label,
         "dataset": dataset,
+        "export": dict(export or {}),
+        **folders,
     }
     with atomic_path(path) as tmp:
         tmp.write_text(yaml.safe_dump(content, sort_keys=False, default_flow_style=None))
@@ -140,9 +196,10 @@ def read_export_yaml(path: str | Path) -> ExportInfo:
         yaml_path=path,
         root=root,
         channels=content["channels"],
-        splits={name: root / content[name] for name in SPLITS if content.get(name)},
+        splits={name: root / (block.get(name) or content[name]) for name in SPLITS if content.get(name)},
         channel_groups=groups,
         recipe=[str(r) for r in block.get("recipe") or []],
         names=names,
         spacing=float(block["spacing"]) if block.get("spacing") is not None else None,
+        export=dict(block.get("export") or {}),
     )

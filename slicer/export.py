@@ -29,14 +29,14 @@ from scipy import ndimage
 from tqdm import tqdm
 
 from slicer.brain import BRAIN_MASK_MODES, brain_mask
-from slicer.dataset_yaml import channel_names, write_export_yaml
+from slicer.dataset_yaml import EXPORT_KEYS, SPLITS, channel_names, write_export_yaml, write_train_listing
 from slicer.datasets import Case, check_case, load_dataset
 from slicer.errors import InputError
 from slicer.evolution import simulate_evolution
 from slicer.geometry import ORIENTATIONS
 from slicer.io import atomic_path, load_mask, load_volume, spacing_of
 from slicer.manifest import MANIFEST_COLUMNS, empty_manifest, read_manifest
-from slicer.prepare import SOURCES, prepare_case
+from slicer.prepare import SOURCES, PreparedCase, prepare_case
 from slicer.register import METHODS, RegistrationError
 from slicer.writer import remove_files, roi_name, write_case_slices, write_roi
 
@@ -67,6 +67,8 @@ class ExportOptions:
     match_histograms: bool = False
     label: str = "consensus"
     val_fraction: float = 0.2
+    # Every case in this one split (e.g. "test" for a held-out release); None: --val-fraction.
+    split: str | None = None
     seed: int = 0
     drop_empty_fraction: float = 0.0
     simulate_evolution: bool = False
@@ -91,6 +93,7 @@ class ExportOptions:
             "--register": None if self.register in METHODS else f"use one of {METHODS}",
             "--brain-mask": None if self.brain_mask in BRAIN_MASK_MODES else f"use one of {BRAIN_MASK_MODES}",
             "--val-fraction": None if 0 <= self.val_fraction < 1 else "must be in [0, 1)",
+            "--split": None if self.split in (None, *SPLITS) else f"use one of {SPLITS}",
             "--drop-empty-fraction": None if 0 <= self.drop_empty_fraction <= 1 else "must be in [0, 1]",
             "--workers": None if self.workers >= 1 else "must be 1 or more",
         }
@@ -101,10 +104,12 @@ class ExportOptions:
 
     def settings(self, split: str) -> dict[str, Any]:
         """What defines a case's files; a finished case made with other settings is refused."""
-        keys = ("spacing", "orientations", "recipe", "context", "register", "brain_mask", "match_histograms")
-        keys += ("label",)
-        keys += ("drop_empty_fraction", "simulate_evolution", "seed")
+        keys = (*EXPORT_KEYS, "label", "drop_empty_fraction", "simulate_evolution", "seed")
         return {"split": split, **{k: json.loads(json.dumps(getattr(self, k))) for k in keys}}
+
+    def model_settings(self) -> dict[str, Any]:
+        """The settings a model trained on this export depends on (recorded in the dataset YAML)."""
+        return {k: json.loads(json.dumps(getattr(self, k))) for k in EXPORT_KEYS}
 
 
 @dataclass
@@ -137,14 +142,18 @@ def parse_label(label: str) -> tuple[str, int]:
     raise InputError("--label", f"'{label}' is not consensus, soft or rater:N")
 
 
-def assign_splits(cases: list[Case], val_fraction: float, seed: int) -> dict[str, str]:
-    """Split by case, never by slice: the registry's split when given, else ``val_fraction``.
+def assign_splits(
+    cases: list[Case], val_fraction: float, seed: int, only: str | None = None
+) -> dict[str, str]:
+    """Split by case, never by slice: ``only`` for every case, else the registry's, else ``val_fraction``.
 
     Cases without a split are shuffled with ``seed``; a ``val_fraction`` share becomes
     validation (at least one case when there are two or more, never all). When the
     registry names no validation case (MSSEG-1 has Training/Testing), validation is drawn
     from its training cases the same way.
     """
+    if only is not None:
+        return {c.id: only for c in cases}
     splits = {c.id: c.split for c in cases if c.split}
     pool = sorted(c.id for c in cases if not c.split)
     if "val" not in splits.values():
@@ -218,6 +227,34 @@ def _remove_case(out: Path, case_id: str) -> None:
     manifest.unlink(missing_ok=True)
 
 
+def prepare_export_case(
+    case: Case, options: ExportOptions
+) -> tuple[PreparedCase, dict[str, Any], dict[str, Any]]:
+    """Load, register, resample, crop and normalise one case: the one path of ``slicer export``
+    and ``slicer export-nnunet`` (:mod:`slicer.nnunet`). Returns the prepared case, the arrays it
+    was made from (on the follow-up's grid: ``t1_img``, ``mask``...) and provenance for the case
+    JSON; raises :class:`~slicer.register.RegistrationError` or :class:`InputError`.
+    """
+    arrays, info = _load_case(case, options, _case_seed(options.seed, case.id))
+    prepared = prepare_case(
+        **arrays,
+        spacing=options.spacing,
+        register=options.register,
+        match_histograms=options.match_histograms,
+        seed=options.seed,
+        source=case.t1,
+    )
+    return prepared, arrays, info
+
+
+def select_cases(options: ExportOptions) -> tuple[list[Case], dict[str, str]]:
+    """Check the options and the dataset's cases, and split them by case: the start of both writers."""
+    options.check()
+    cases = load_dataset(options.dataset, options.root, options.registry, check=False)
+    _check_cases(cases, options)
+    return cases, assign_splits(cases, options.val_fraction, options.seed, options.split)
+
+
 def export_case(
     case: Case, split: str, options: ExportOptions
 ) -> tuple[str, pd.DataFrame | None, str | None]:
@@ -229,17 +266,9 @@ def export_case(
     out = Path(options.out)
     _remove_case(out, case.id)
     seed = _case_seed(options.seed, case.id)
-    arrays, info = _load_case(case, options, seed)
     written: list[Path] = []
     try:
-        prepared = prepare_case(
-            **arrays,
-            spacing=options.spacing,
-            register=options.register,
-            match_histograms=options.match_histograms,
-            seed=options.seed,
-            source=case.t1,
-        )
+        prepared, _, info = prepare_export_case(case, options)
         rows = write_case_slices(
             prepared,
             case.id,
@@ -280,7 +309,7 @@ def export_case(
         raise
 
 
-def _write_yaml(options: ExportOptions, splits: set[str]) -> Path:
+def _write_yaml(options: ExportOptions, splits: set[str], manifest: pd.DataFrame) -> Path:
     return write_export_yaml(
         Path(options.out) / f"{options.yaml_name}.yaml",
         splits=splits,
@@ -290,6 +319,8 @@ def _write_yaml(options: ExportOptions, splits: set[str]) -> Path:
         orientations=options.orientations,
         label=options.label,
         dataset=options.dataset,
+        export=options.model_settings(),
+        train_listing=write_train_listing(Path(options.out), manifest, options.seed),
     )
 
 
@@ -332,10 +363,7 @@ def _run(
 def export_dataset(options: ExportOptions) -> ExportSummary:
     """Export a whole dataset (see the module docstring); returns what was written."""
     started = time.perf_counter()
-    options.check()
-    cases = load_dataset(options.dataset, options.root, options.registry, check=False)
-    _check_cases(cases, options)
-    splits = assign_splits(cases, options.val_fraction, options.seed)
+    cases, splits = select_cases(options)
     out = Path(options.out)
     for split in {"train", "val", *splits.values()}:
         for kind in ("images", "labels", "masks"):
@@ -365,5 +393,5 @@ def export_dataset(options: ExportOptions) -> ExportSummary:
         seconds=time.perf_counter() - started,
         failed=failed,
         skipped=skipped,
-        yaml_path=_write_yaml(options, set(splits.values())),
+        yaml_path=_write_yaml(options, set(splits.values()), manifest),
     )

@@ -12,14 +12,19 @@ array([0.       , 0.5019608, 1.       ], dtype=float32)
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
+from tqdm import tqdm
 
 from slicer.errors import InputError
 from slicer.io import atomic_path
+from slicer.provenance import claim_folder
+from slicer.writer import read_slice_image
 
 __all__ = [
     "encode_probability",
@@ -27,6 +32,8 @@ __all__ = [
     "quantise_probability",
     "write_probability_png",
     "same_size_batches",
+    "PredictSummary",
+    "predict_into_folder",
 ]
 
 SCALE = 255.0
@@ -70,3 +77,42 @@ def same_size_batches(images: Iterable[np.ndarray], batch: int) -> Iterator[list
         chunk.append(image)
     if chunk:
         yield chunk
+
+
+@dataclass(frozen=True)
+class PredictSummary:
+    """What a folder prediction did."""
+
+    out: Path
+    written: int
+    skipped: int
+
+    def __str__(self) -> str:
+        return f"wrote {self.written} probability PNGs to {self.out} ({self.skipped} already there, kept)"
+
+
+def predict_into_folder(
+    slices: Sequence[Path],
+    out: str | Path,
+    record: Mapping[str, Any],
+    predict: Callable[[Iterable[np.ndarray]], Iterator[np.ndarray]],
+    channels: int,
+    overwrite: bool = False,
+) -> PredictSummary:
+    """Write ``out/<stem>.png`` for every exported slice, as one model (``record``) predicts it.
+
+    The folder's ``provenance.json`` (:func:`slicer.provenance.claim_folder`) decides: the same
+    record keeps the PNGs already there, another one refuses unless ``overwrite``, which
+    redoes every slice.
+    """
+    out = Path(out)
+    with claim_folder(out, record, "*.png", overwrite) as keep:
+        todo = [path for path in slices if not (keep and (out / f"{path.stem}.png").is_file())]
+        images = (read_slice_image(path, channels) for path in todo)
+        for path, prob in tqdm(
+            zip(todo, predict(images), strict=True), total=len(todo), desc="predict", unit="slice"
+        ):
+            write_probability_png(out / f"{path.stem}.png", prob)
+    summary = PredictSummary(out, len(todo), len(slices) - len(todo))
+    print(summary)
+    return summary

@@ -217,3 +217,25 @@ def test_source_volume_read_back_from_any_planes(phantom_export: Path) -> None:
     np.testing.assert_array_equal(read_source_volume(phantom_export, thinned, geometry.shape, t0), whole)
     sagittal = rows[rows["orientation"] == "sagittal"]
     np.testing.assert_array_equal(read_source_volume(phantom_export, sagittal, geometry.shape, t0), whole)
+
+
+def test_split_test_then_reassemble_test(phantom_root: Path, tmp_path: Path) -> None:
+    """A held-out release: every case in split ``test``, reassembled by split."""
+    from fusion.reassemble import ReassembleOptions, reassemble
+
+    out = tmp_path / "export"
+    command = ["export", "--dataset", "phantom", "--root", str(phantom_root), "--out", str(out)]
+    main([*command, "--spacing", "2", "--split", "test", "--orientations", "axial", "--brain-mask", "none"])
+    manifest = pd.read_csv(out / "manifest.csv", dtype={"case": str})
+    assert set(manifest["split"]) == {"test"} and manifest["case"].nunique() == 4
+    assert yaml.safe_load((out / "phantom_long.yaml").read_text())["test"] == "images/test"
+    written = reassemble(
+        ReassembleOptions(
+            slices=out,
+            preds=[out / "masks" / "test"],
+            out=tmp_path / "seg",
+            split="test",
+            orientations=("axial",),
+        )
+    )
+    assert len(written) == 4 and all(path.is_file() for path in written)

@@ -200,6 +200,40 @@ def test_rerun_skips_unless_overwrite(
     assert nib.load(out / "iso.nii.gz").shape == (30, 34, 26)
 
 
+def test_rerun_with_other_settings_refuses(
+    mask_export: tuple[Path, dict[str, np.ndarray]], tmp_path: Path
+) -> None:
+    root, _ = mask_export
+    out = tmp_path / "out"
+    base = [REASSEMBLE, "--slices", str(root), "--preds", str(root / "masks" / "val"), "--out", str(out)]
+    assert subprocess.run(base, capture_output=True, timeout=120).returncode == 0
+    record = json.loads((out / "provenance.json").read_text())
+    assert record["thresholds"] == [0.5] and record["vote"] == "triplanar"  # no provenance: 0.5
+    result = subprocess.run([*base, "--vote", "mean"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"error: {out / 'provenance.json'}: was made with other vote; use --overwrite or another output folder"
+    )
+    assert json.loads((out / "provenance.json").read_text()) == record
+
+
+def test_threshold_from_the_folders_provenance(
+    mask_export: tuple[Path, dict[str, np.ndarray]], tmp_path: Path
+) -> None:
+    """A folder recorded as YOLO's is thresholded at 0.25 without --threshold."""
+    root, truth = mask_export
+    preds = shutil.copytree(root / "masks" / "val", tmp_path / "yolo")
+    for path in preds.glob("iso_*.png"):  # every lesion at probability 0.3
+        cv2.imwrite(str(path), (cv2.imread(str(path), cv2.IMREAD_UNCHANGED) > 0).astype(np.uint8) * 77)
+    options = ReassembleOptions(slices=root, preds=[preds], out=tmp_path / "plain", cases=["iso"])
+    reassemble(options)
+    assert not np.asarray(nib.load(tmp_path / "plain" / "iso.nii.gz").dataobj).any()  # 0.3 < 0.5
+    (preds / "provenance.json").write_text(json.dumps({"tool": "yolo-long predict", "threshold": 0.25}))
+    options.out = tmp_path / "yolo_point"
+    reassemble(options)
+    assert np.array_equal(np.asarray(nib.load(options.out / "iso.nii.gz").dataobj), truth["iso"])
+
+
 def _break(kind: str, root: Path, preds: Path) -> None:
     if kind == "wrong size":
         cv2.imwrite(str(preds / "iso_axial_005.png"), np.zeros((7, 7), np.uint8))

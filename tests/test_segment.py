@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -14,9 +15,10 @@ import yaml
 
 from fusion.metrics import score_case
 from fusion.reassemble import ReassembleOptions, reassemble
-from mslong.segment import segment_patient
+from mslong.segment import LESION_COLUMNS, segment_patient
 from slicer.datasets import load_dataset
 from slicer.io import load_mask
+from slicer.lesions import count_lesions
 
 MSLONG = str(Path(sys.executable).with_name("mslong"))
 
@@ -74,9 +76,9 @@ def test_segment_matches_reassemble(
         out,
         [unext_weights],
         device="cpu",
-        spacing=_export_spacing(phantom_export),
         brain_mask_file=case.brain_mask,  # what the export's default (auto) used
     )
+    assert result.spacing == _export_spacing(phantom_export) != 1.0  # the model's, not the default
     written = nib.load(out)
     t2 = nib.load(case.t1)
     assert written.shape == t2.shape and np.allclose(written.affine, t2.affine)
@@ -88,6 +90,57 @@ def test_segment_matches_reassemble(
         score_case(consensus, via_files, spacing), nan_ok=True
     )
     assert np.array_equal(in_memory, via_files)
+    lesions = pd.read_csv(tmp_path / "seg_lesions.csv")
+    assert list(lesions.columns) == list(LESION_COLUMNS) and len(lesions) == result.new_lesions
+    voxel_mm3 = float(np.prod(spacing))
+    assert lesions["volume_mm3"].sum() == pytest.approx(in_memory.sum() * voxel_mm3)
+    assert lesions["mean_probability"].between(0, 1).all()
+
+
+def test_segment_list_loads_models_once(
+    phantom_root: Path, unext_weights: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    import mslong.models
+    from mslong.batch import segment_list
+
+    cases = load_dataset("phantom", root=phantom_root)[:3]
+    pairs = tmp_path / "pairs.csv"
+    pd.DataFrame(
+        {"case": [c.id for c in cases], "t1": [c.t0 for c in cases], "t2": [c.t1 for c in cases]}
+    ).to_csv(pairs, index=False)
+    loads = []
+    real = mslong.models.load_predictor
+    monkeypatch.setattr(mslong.models, "load_predictor", lambda *a, **k: loads.append(a) or real(*a, **k))
+    out = tmp_path / "batch"
+    table = segment_list(pairs, out, [unext_weights], device="cpu", brain_mask_mode="none")
+    assert len(loads) == 1 and list(table["case"]) == [c.id for c in cases]
+    assert sorted(p.name for p in out.glob("*.nii.gz")) == sorted(f"{c.id}.nii.gz" for c in cases)
+    for case, row in zip(cases, table.itertuples(), strict=True):
+        lesions = pd.read_csv(out / f"{case.id}_lesions.csv")
+        mask, img = load_mask(out / f"{case.id}.nii.gz")
+        assert len(lesions) == row.new_lesions == count_lesions(mask, img.header.get_zooms()[:3])
+    assert pd.read_csv(out / "summary.csv", dtype={"case": str}).equals(table)
+    stamps = [path.stat().st_mtime_ns for path in sorted(out.glob("*.nii.gz"))]
+    again = segment_list(pairs, out, [unext_weights], device="cpu", brain_mask_mode="none")
+    assert again.equals(table) and stamps == [p.stat().st_mtime_ns for p in sorted(out.glob("*.nii.gz"))]
+    process = _run("--list", pairs, "--out", out, "--brain-mask", "none", "--vote", "mean")
+    _assert_one_line_error(process, "was made with other")  # the subtraction baseline, another vote
+
+
+def test_segment_refuses_an_ensemble_sliced_two_ways(phantom_root: Path, unext_weights: Path, tmp_path: Path):
+    import torch
+
+    checkpoint = torch.load(unext_weights, weights_only=True)
+    config = json.loads(checkpoint["config"])
+    config["export"] = {**config["export"], "spacing": 1.5}
+    checkpoint["config"] = json.dumps(config)
+    other = tmp_path / "other.pt"
+    torch.save(checkpoint, other)
+    case = load_dataset("phantom", root=phantom_root)[0]
+    out = tmp_path / "seg.nii.gz"
+    process = _run("-t1", case.t0, "-t2", case.t1, "-o", out, "--weights", unext_weights, other)
+    _assert_one_line_error(process, "was trained with spacing 1.5")
+    assert not out.exists()
 
 
 def test_segment_without_weights_runs_the_subtraction_baseline(phantom_root: Path, tmp_path: Path):

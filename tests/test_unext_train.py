@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import cv2
@@ -14,6 +16,7 @@ import torch
 from slicer.dataset_yaml import read_export_yaml
 from slicer.errors import InputError
 from slicer.predictions import encode_probability
+from slicer.provenance import file_sha256
 from slicer.writer import read_slice_image
 from unext_long.cli import main
 from unext_long.data import SliceDataset, list_images, mask_path, pad_collate
@@ -86,7 +89,10 @@ def test_predict_writes_one_png_per_slice_of_the_same_size(trained_run: Path, ph
     out = folder.parent / "preds"
     weights = trained_run / "weights" / "best.pt"
     result = predict_folder(weights, folder, out, batch=3, device="cpu")
-    assert result.written == len(images) and sorted(p.stem for p in out.iterdir()) == [p.stem for p in images]
+    assert result.written == len(images) and sorted(p.stem for p in out.glob("*.png")) == [
+        p.stem for p in images
+    ]
+    assert json.loads((out / "provenance.json").read_text())["weights_sha256"] == file_sha256(weights)
     model, _ = load_model(weights, "cpu")
     for path in images:
         png = cv2.imread(str(out / f"{path.stem}.png"), cv2.IMREAD_UNCHANGED)
@@ -100,6 +106,39 @@ def test_predict_writes_one_png_per_slice_of_the_same_size(trained_run: Path, ph
         )
     assert predict_folder(weights, folder, out, device="cpu").skipped == len(images)
     assert predict_folder(weights, folder, out, device="cpu", overwrite=True).written == len(images)
+
+
+def test_predict_refuses_a_folder_made_by_other_weights(trained_run: Path, phantom_export: Path) -> None:
+    source = phantom_export / "images" / "val"
+    folder = source.parent.parent / "one"
+    folder.mkdir(exist_ok=True)
+    image = list_images(source)[0]
+    (folder / image.name).write_bytes(image.read_bytes())
+    out = folder.parent / "preds_one"
+    best, other = trained_run / "weights" / "best.pt", folder.parent / "other.pt"
+    checkpoint = torch.load(best, weights_only=True)
+    first = next(iter(checkpoint["state_dict"]))
+    checkpoint["state_dict"][first] = checkpoint["state_dict"][first] + 1e-3
+    torch.save(checkpoint, other)
+    predict_folder(best, folder, out, device="cpu")
+    assert predict_folder(best, folder, out, device="cpu").skipped == 1
+    command = [
+        "predict",
+        "--weights",
+        str(other),
+        "--source",
+        str(folder),
+        "--out",
+        str(out),
+        "--device",
+        "cpu",
+    ]
+    process = subprocess.run(
+        [sys.executable, "-m", "unext_long.cli", *command], capture_output=True, text=True
+    )
+    assert process.returncode == 2 and process.stderr.strip().splitlines() == [
+        f"error: {out / 'provenance.json'}: was made with other weights_sha256; use --overwrite or another output folder"
+    ]
 
 
 def test_cli_reports_bad_input_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

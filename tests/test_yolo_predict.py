@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import tifffile
 
+from slicer.errors import InputError
 from yolo_long.build import init_checkpoint
 from yolo_long.predict import load_model, predict_folder, predict_images
 
@@ -49,7 +50,9 @@ def test_cli_writes_one_png_per_slice_and_skips_finished(weights: Path, slices: 
     for path in slices.glob("*.tif"):
         png = cv2.imread(str(out / f"{path.stem}.png"), cv2.IMREAD_UNCHANGED)
         assert png.dtype == np.uint8 and png.shape == tifffile.imread(path).shape[1:]
-    assert predict_folder(weights, slices, out).skipped == 6
+    assert predict_folder(weights, slices, out, conf=0.001).skipped == 6
+    with pytest.raises(InputError, match="other conf"):  # other settings never mix into the folder
+        predict_folder(weights, slices, out, conf=0.2)
 
 
 def test_bad_slice_is_one_line_error(weights: Path, tmp_path: Path) -> None:

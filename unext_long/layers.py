@@ -8,10 +8,17 @@ grid takes ``(H, W)`` explicitly.
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 import torch.nn.functional as F
-from timm.layers import DropPath, to_2tuple
 from torch import nn
+
+with warnings.catch_warnings():
+    # Importing timm runs torch.jit.interface (deprecated since torch 2.14): its FutureWarning
+    # would precede every command line's output, one-line errors included.
+    warnings.filterwarnings("ignore", category=FutureWarning, module="torch.jit")
+    from timm.layers import DropPath, to_2tuple, trunc_normal_
 
 __all__ = [
     "ConvStage",
@@ -22,6 +29,7 @@ __all__ = [
     "OverlapPatchEmbed",
     "tokens_to_map",
     "map_to_tokens",
+    "trunc_normal_",
 ]
 
 

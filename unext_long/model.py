@@ -20,7 +20,6 @@ from collections.abc import Callable, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
-from timm.layers import trunc_normal_
 from torch import nn
 
 from unext_long.layers import (
@@ -30,6 +29,7 @@ from unext_long.layers import (
     UpStage,
     map_to_tokens,
     tokens_to_map,
+    trunc_normal_,
 )
 from unext_long.stems import build_stem
 

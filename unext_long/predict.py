@@ -10,33 +10,22 @@ from __future__ import annotations
 import json
 import pickle
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from slicer.errors import InputError
-from slicer.predictions import same_size_batches, write_probability_png
-from slicer.writer import read_slice_image
+from slicer.predictions import PredictSummary, predict_into_folder, same_size_batches
+from slicer.provenance import prediction_record
 from unext_long.data import image_to_tensor, list_images
 from unext_long.model import UNeXt, create_model
 from unext_long.train import select_device
 
-__all__ = ["DECISION_THRESHOLD", "PredictResult", "load_model", "predict_images", "predict_folder"]
+__all__ = ["DECISION_THRESHOLD", "load_model", "predict_images", "predict_folder"]
 
 # UNeXt's output is a sigmoid trained with Dice + BCE: 0.5 is its own decision boundary.
 DECISION_THRESHOLD = 0.5
-
-
-@dataclass
-class PredictResult:
-    """What :func:`predict_folder` did."""
-
-    out: Path
-    written: int
-    skipped: int
 
 
 def load_model(weights: str | Path, device: str | torch.device = "auto") -> tuple[UNeXt, dict]:
@@ -91,17 +80,26 @@ def predict_folder(
     batch: int = 8,
     device: str = "auto",
     overwrite: bool = False,
-) -> PredictResult:
-    """Write ``out/<stem>.png`` for every ``source/<stem>.tif``; existing PNGs are kept unless ``overwrite``."""
+) -> PredictSummary:
+    """Write ``out/<stem>.png`` for every slice of ``source`` (a folder or a ``.txt`` listing).
+
+    The folder records the weights in ``provenance.json``: a re-run with them skips the PNGs
+    already there; other weights refuse unless ``overwrite`` (:func:`slicer.predictions.predict_into_folder`).
+    """
     model, config = load_model(weights, device)
-    out = Path(out)
-    images = list_images(source)
-    todo = [p for p in images if overwrite or not (out / f"{p.stem}.png").is_file()]
-    out.mkdir(parents=True, exist_ok=True)
-    stream = (read_slice_image(p, config["in_channels"]) for p in todo)
-    bar = tqdm(zip(todo, predict_images(model, stream, batch), strict=True), total=len(todo), desc="predict")
-    for path, prob in bar:
-        write_probability_png(out / f"{path.stem}.png", prob)
-    result = PredictResult(out, len(todo), len(images) - len(todo))
-    print(f"wrote {result.written} probability PNGs to {out} ({result.skipped} already there)")
-    return result
+    record = prediction_record(
+        "unext-long predict",
+        weights,
+        source,
+        DECISION_THRESHOLD,
+        model="unext",
+        export=config.get("export", {}),
+    )
+    return predict_into_folder(
+        list_images(source),
+        out,
+        record,
+        lambda images: predict_images(model, images, batch),
+        config["in_channels"],
+        overwrite,
+    )

@@ -20,6 +20,7 @@ import yaml
 from slicer.dataset_yaml import read_export_yaml
 from slicer.errors import InputError
 from slicer.io import atomic_path
+from slicer.manifest import read_manifest
 
 __all__ = [
     "MODELS",
@@ -27,6 +28,7 @@ __all__ = [
     "RECOMMENDED_TRAIN_ARGS",
     "DataInfo",
     "read_data",
+    "default_imgsz",
     "model_config",
     "build_model",
     "init_checkpoint",
@@ -34,6 +36,7 @@ __all__ = [
 
 MODELS = ("yolov9t-seg-long", "yolov9c-seg-long", "yolov9e-seg-long")
 STEMS = ("grouped", "siamese")
+STRIDE = 32  # YOLOv9's largest stride: ultralytics rounds imgsz up to a multiple of it
 CONFIG_DIR = Path(__file__).parent / "cfg"  # package data (pyproject: yolo_long/cfg/*.yaml)
 Stem = Literal["grouped", "siamese"]
 
@@ -61,6 +64,10 @@ class DataInfo:
     channels: int
     channel_groups: dict[str, list[int]]
     names: dict[int, str] = field(default_factory=lambda: {0: "new_lesion"})
+    # How the slices were made (slicer.dataset_yaml.EXPORT_KEYS): prediction slices alike.
+    export: dict[str, Any] = field(default_factory=dict)
+    # The longest side of the exported slices, when the export's manifest is there.
+    largest_slice: int | None = None
 
 
 def read_data(path: str | Path) -> DataInfo:
@@ -76,7 +83,34 @@ def read_data(path: str | Path) -> DataInfo:
         raise InputError(path, "mslong.channel_groups must name the t0 and t1 channels")
     if len(groups["t0"]) != len(groups["t1"]):
         raise InputError(path, f"t0 and t1 have different channel counts ({groups['t0']} vs {groups['t1']})")
-    return DataInfo(channels=info.channels, channel_groups=groups, names=info.names)
+    return DataInfo(
+        channels=info.channels,
+        channel_groups=groups,
+        names=info.names,
+        export=info.export,
+        largest_slice=_largest_slice(info.root / "manifest.csv"),
+    )
+
+
+def _largest_slice(manifest: Path) -> int | None:
+    if not manifest.is_file():
+        return None
+    rows = read_manifest(manifest)
+    return int(rows[["height", "width"]].to_numpy().max()) if len(rows) else None
+
+
+def default_imgsz(data: DataInfo, fallback: int = 256) -> int:
+    """The training size that holds a whole exported slice: its longest side, up to a multiple of 32.
+
+    YOLO letterboxes each slice into ``imgsz``: a size below the slice shrinks lesions a few
+    pixels wide, one far above it spends compute on padding.
+
+    >>> default_imgsz(DataInfo(channels=9, channel_groups={}, largest_slice=150))
+    160
+    """
+    if not data.largest_slice:
+        return fallback
+    return STRIDE * math.ceil(data.largest_slice / STRIDE)
 
 
 def _channel_order(data: DataInfo) -> tuple[list[int], list[list[int]]]:
@@ -128,7 +162,12 @@ def model_config(model: str, stem: Stem, data: DataInfo, source: str = "--data")
             elif row[2] == "Stem":
                 config[section][i] = _stem_row(row, stem, groups, source)
     config["yaml_file"] = f"{model}.yaml"  # ultralytics names the architecture from it
-    config["mslong"] = {"model": model, "stem": stem, "channel_groups": dict(data.channel_groups)}
+    config["mslong"] = {
+        "model": model,
+        "stem": stem,
+        "channel_groups": dict(data.channel_groups),
+        "export": dict(data.export),
+    }
     return config
 
 
@@ -157,7 +196,7 @@ def init_checkpoint(
     stem: Stem,
     data: str | Path,
     out: str | Path,
-    imgsz: int = 256,
+    imgsz: int | None = None,
     seed: int = 0,
     overwrite: bool = False,
 ) -> Path:
@@ -184,7 +223,9 @@ def init_checkpoint(
     if out.exists() and not overwrite:
         print(f"{out} exists, kept (use --overwrite to rebuild)")
         return out
-    net = build_model(model, stem, read_data(data), seed=seed)
+    info = read_data(data)
+    imgsz = imgsz or default_imgsz(info)
+    net = build_model(model, stem, info, seed=seed)
     checkpoint = {
         "date": datetime.now().astimezone().isoformat(),
         "version": __version__,
@@ -197,6 +238,7 @@ def init_checkpoint(
         torch.save(checkpoint, tmp)
     params = sum(p.numel() for p in net.parameters())
     print(
-        f"wrote {out}: {model} ({stem} stem), {params / 1e6:.2f} M parameters, {net.yaml['channels']} channels"
+        f"wrote {out}: {model} ({stem} stem), {params / 1e6:.2f} M parameters, "
+        f"{net.yaml['channels']} channels, imgsz {imgsz}"
     )
     return out

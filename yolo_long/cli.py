@@ -29,7 +29,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     init.add_argument("--data", required=True, help="dataset YAML written by the slicer export")
     init.add_argument("--out", required=True, help="checkpoint to write (.pt)")
-    init.add_argument("--imgsz", type=int, default=256, help="default image size stored in it (default: 256)")
+    init.add_argument(
+        "--imgsz",
+        type=int,
+        default=None,
+        help="image size stored in it (default: the export's largest slice)",
+    )
     init.add_argument("--seed", type=int, default=0)
     init.add_argument("--overwrite", action="store_true")
 

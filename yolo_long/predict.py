@@ -15,15 +15,14 @@ map carries information for the lesion-wise fusion; ``fusion`` reads the PNGs
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from slicer.errors import InputError
-from slicer.predictions import same_size_batches, write_probability_png
-from slicer.writer import read_slice_image
+from slicer.predictions import PredictSummary, predict_into_folder, same_size_batches
+from slicer.provenance import prediction_record
 
 __all__ = [
     "DEFAULT_CONF",
@@ -31,8 +30,8 @@ __all__ = [
     "load_model",
     "predict_images",
     "probability_map",
+    "model_block",
     "predict_folder",
-    "PredictSummary",
 ]
 
 DEFAULT_CONF = 0.05
@@ -100,14 +99,9 @@ def predict_images(
             yield probability_map(result)
 
 
-@dataclass(frozen=True)
-class PredictSummary:
-    written: int
-    skipped: int
-    out: Path
-
-    def __str__(self) -> str:
-        return f"wrote {self.written} probability PNGs to {self.out} ({self.skipped} already there, kept)"
+def model_block(model: Any) -> dict[str, Any]:
+    """The ``mslong`` block ``yolo-long init`` stored in the model's YAML (channel groups, export)."""
+    return dict(getattr(model.model, "yaml", {}).get("mslong") or {})
 
 
 def predict_folder(
@@ -122,24 +116,31 @@ def predict_folder(
 ) -> PredictSummary:
     """Write ``out/<stem>.png`` for every ``source/<stem>.tif`` (uint8 = probability * 255).
 
-    Slices whose PNG exists are skipped unless ``overwrite``.
+    The folder records the weights and settings in ``provenance.json``: a re-run with them
+    skips the PNGs already there; others refuse unless ``overwrite``.
     """
-    from tqdm import tqdm
-
-    source, out = Path(source), Path(out)
+    source = Path(source)
     if not source.is_dir():
         raise InputError(source, "image folder not found")
     slices = sorted(source.glob("*.tif"))
     if not slices:
         raise InputError(source, "no .tif slices in this folder")
-    todo = [p for p in slices if overwrite or not (out / f"{p.stem}.png").exists()]
-    model = load_model(weights, device) if todo else None
-    channels = model.model.yaml["channels"] if model else 0
-    images = (read_slice_image(path, channels) for path in todo)
-    probs = predict_images(model, images, imgsz, conf, batch, device) if todo else iter(())
-    out.mkdir(parents=True, exist_ok=True)
-    for path, prob in tqdm(zip(todo, probs, strict=True), total=len(todo), desc="predict", unit="slice"):
-        write_probability_png(out / f"{path.stem}.png", prob)
-    summary = PredictSummary(written=len(todo), skipped=len(slices) - len(todo), out=out)
-    print(summary)
-    return summary
+    model = load_model(weights, device)
+    record = prediction_record(
+        "yolo-long predict",
+        weights,
+        source,
+        DECISION_THRESHOLD,
+        model="yolo",
+        conf=conf,
+        imgsz=imgsz,
+        export=model_block(model).get("export", {}),
+    )
+    return predict_into_folder(
+        slices,
+        out,
+        record,
+        lambda images: predict_images(model, images, imgsz, conf, batch, device),
+        model.model.yaml["channels"],
+        overwrite,
+    )

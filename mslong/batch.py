@@ -1,0 +1,125 @@
+"""Many patients at once: ``mslong segment --list pairs.csv --out DIR``.
+
+``pairs.csv`` has the columns ``case,t1,t2`` (baseline and follow-up FLAIR; relative paths
+are relative to the CSV's folder). Each model is loaded once; every case gets
+``DIR/<case>.nii.gz`` and ``DIR/<case>_lesions.csv``, and ``DIR/summary.csv`` holds one row
+per case. ``DIR/provenance.json`` records the weights and settings: a re-run with the same
+ones skips finished cases, other ones refuse unless ``overwrite``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from mslong.segment import segment_patient, sibling_path
+from slicer.errors import InputError
+from slicer.io import atomic_path
+from slicer.provenance import claim_folder, file_sha256
+
+__all__ = ["PAIR_COLUMNS", "SUMMARY_COLUMNS", "read_pairs", "segment_list"]
+
+PAIR_COLUMNS = ("case", "t1", "t2")
+SUMMARY_COLUMNS = ("case", "new_lesions", "new_lesion_mm3", "new_lesion_voxels", "correlation", "seconds")
+
+
+def read_pairs(path: str | Path) -> pd.DataFrame:
+    """The ``case,t1,t2`` table with absolute paths; every scan must exist and every case be unique."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, "pair list not found")
+    try:
+        pairs = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+        raise InputError(path, f"is not a readable CSV ({error})") from None
+    missing = [c for c in PAIR_COLUMNS if c not in pairs.columns]
+    if missing:
+        raise InputError(
+            path, f"lacks the column(s) {', '.join(missing)} (expected {','.join(PAIR_COLUMNS)})"
+        )
+    if pairs.empty:
+        raise InputError(path, "lists no pair")
+    repeated = sorted(set(pairs["case"][pairs["case"].duplicated()]))
+    if repeated or (pairs["case"] == "").any():
+        raise InputError(path, f"case ids must be unique and non-empty (repeated: {', '.join(repeated)})")
+    for column in ("t1", "t2"):
+        pairs[column] = [p if Path(p).is_absolute() else str(path.parent / p) for p in pairs[column]]
+    for case, scan in pairs.melt(id_vars="case", value_vars=["t1", "t2"])[["case", "value"]].itertuples(
+        index=False
+    ):
+        if not Path(scan).is_file():
+            raise InputError(path, f"case {case}: {scan} not found")
+    return pairs[list(PAIR_COLUMNS)]
+
+
+def segment_list(
+    pairs_csv: str | Path,
+    out: str | Path,
+    weights: Sequence[Path] = (),
+    *,
+    device: str | None = None,
+    overwrite: bool = False,
+    **options: Any,
+) -> pd.DataFrame:
+    """Segment every pair of ``pairs_csv`` into ``out``; returns (and writes) the summary table.
+
+    ``options`` are :func:`mslong.segment.segment_patient`'s keywords (vote, threshold, spacing...).
+    """
+    from mslong.models import load_predictor  # imports torch
+
+    pairs, out = read_pairs(pairs_csv), Path(out)
+    predictors = [load_predictor(path, device=device) for path in weights]
+    record = {
+        "tool": "mslong segment",
+        "weights": [str(path) for path in weights],
+        "weights_sha256": [file_sha256(path) for path in weights],
+        **{key: value for key, value in sorted(options.items()) if key != "batch"},
+    }
+    summary = out / "summary.csv"
+    with claim_folder(out, record, "*.nii.gz", overwrite) as keep:
+        previous = (
+            pd.read_csv(summary, dtype={"case": str}).set_index("case")
+            if keep and summary.is_file()
+            else None
+        )
+        rows = [
+            _segment_case(case, Path(t1), Path(t2), out, keep, previous, predictors, device, options)
+            for case, t1, t2 in pairs.itertuples(index=False)
+        ]
+    table = pd.DataFrame(rows, columns=list(SUMMARY_COLUMNS))
+    with atomic_path(summary) as tmp:
+        table.to_csv(tmp, index=False)
+    return table
+
+
+def _segment_case(
+    case: str,
+    t1: Path,
+    t2: Path,
+    out: Path,
+    keep: bool,
+    previous: pd.DataFrame | None,
+    predictors: Sequence,
+    device: str | None,
+    options: dict[str, Any],
+) -> dict[str, Any]:
+    """One summary row: the previous run's when its files are there, else a fresh segmentation."""
+    target = out / f"{case}.nii.gz"
+    done = keep and target.is_file() and sibling_path(target, "_lesions.csv").is_file()
+    if done and previous is not None and case in previous.index:
+        return previous.loc[[case]].reset_index().to_dict("records")[0]  # per column, dtypes kept
+    start = time.perf_counter()
+    result = segment_patient(t1, t2, target, predictors=predictors, device=device, **options)
+    print(f"mslong segment: {case}: {result.new_lesions} new lesions -> {target}")
+    return {
+        "case": case,
+        "new_lesions": result.new_lesions,
+        "new_lesion_mm3": result.new_lesion_mm3,
+        "new_lesion_voxels": result.new_lesion_voxels,
+        "correlation": result.correlation,
+        "seconds": time.perf_counter() - start,
+    }
