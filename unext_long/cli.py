@@ -4,6 +4,8 @@ and :mod:`unext_long.predict` (imported inside the commands so ``--help`` is ins
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -17,7 +19,7 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--data", type=Path, required=True, help="dataset YAML written by slicer export")
     parser.add_argument("--epochs", type=int, default=100)
     parser.add_argument("--imgsz", type=int, default=256, help="side of the square training crops")
-    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--batch", type=int, default=8, help="slices per step, in all (split over --gpus)")
     parser.add_argument("--lr", type=float, default=1e-3, help="initial AdamW learning rate (cosine decay)")
     parser.add_argument("--weight-decay", type=float, default=1e-4)
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
@@ -34,7 +36,13 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--resume", action="store_true", help="continue <project>/<name> from last.pt")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing run")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--workers", type=int, default=2, help="data-loading processes")
+    parser.add_argument("--workers", type=int, default=2, help="data-loading processes (per GPU)")
+    parser.add_argument(
+        "--gpus",
+        type=int,
+        default=1,
+        help="train on N GPUs with DDP (runs torchrun; with --device cpu: N CPU ranks)",
+    )
 
 
 def _add_predict(commands: argparse._SubParsersAction) -> None:
@@ -61,9 +69,16 @@ def build_parser() -> argparse.ArgumentParser:
 @cli_entry
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of the ``unext-long`` console script."""
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = vars(build_parser().parse_args(argv))
     command = args.pop("command")
     if command == "train":
+        gpus = args.pop("gpus")
+        # The ranks that torchrun starts see WORLD_SIZE set: they train instead of launching again.
+        if gpus > 1 and "WORLD_SIZE" not in os.environ:
+            from unext_long.distributed import launch
+
+            sys.exit(launch(gpus, argv))
         from unext_long.train import TrainOptions, train
 
         train(TrainOptions(**args))
@@ -71,3 +86,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         from unext_long.predict import predict_folder
 
         predict_folder(**args)
+
+
+if __name__ == "__main__":
+    main()

@@ -9,7 +9,7 @@ mean of several raters, used as ``mask / 255``), and the dataset YAML names the 
 from __future__ import annotations
 
 import csv
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import albumentations as A
@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.data import Dataset, WeightedRandomSampler
+from torch.utils.data import Dataset, Sampler
 
 from slicer.errors import InputError
 from slicer.writer import read_slice_image
@@ -33,7 +33,8 @@ __all__ = [
     "SliceDataset",
     "pad_stack",
     "pad_collate",
-    "lesion_sampler",
+    "epoch_seed",
+    "LesionSampler",
 ]
 
 # Groups that are not a scan: a signed difference keeps its zero at 128, so it is not jittered.
@@ -260,17 +261,50 @@ def pad_collate(
     return images, masks, valid
 
 
-def lesion_sampler(
-    flags: np.ndarray, lesion_fraction: float, generator: torch.Generator | None = None
-) -> WeightedRandomSampler:
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The seed of one epoch's draws (sampling, augmentation), distinct for every run seed and epoch
+    below 10 000."""
+    return seed * 10_000 + epoch
+
+
+class LesionSampler(Sampler[int]):
     """Draw ``len(flags)`` slices per epoch with about ``lesion_fraction`` of them holding lesions.
 
     New lesions are rare (most slices are empty); oversampling the lesion slices keeps every batch
     informative. With no lesion slice (or only lesion slices) sampling is uniform.
+
+    Under DDP every rank makes the same draw (with replacement, seeded by ``seed`` and the epoch set
+    with :meth:`set_epoch`), padded to a multiple of ``num_replicas``, and keeps the positions
+    ``rank, rank + num_replicas, ...``: disjoint shares of one draw, of equal length (so the ranks
+    step together), each an independent weighted sample with the same lesion fraction.
+
+    >>> sampler = LesionSampler(np.array([True, False, False, False, False]), 0.5, num_replicas=2, rank=1)
+    >>> sampler.set_epoch(3)
+    >>> len(sampler), len(list(sampler))
+    (3, 3)
     """
-    count = int(flags.sum())
-    if count in (0, len(flags)):
-        weights = np.ones(len(flags))
-    else:
-        weights = np.where(flags, lesion_fraction / count, (1 - lesion_fraction) / (len(flags) - count))
-    return WeightedRandomSampler(weights.tolist(), len(flags), replacement=True, generator=generator)
+
+    def __init__(
+        self, flags: np.ndarray, lesion_fraction: float, seed: int = 0, num_replicas: int = 1, rank: int = 0
+    ) -> None:
+        count = int(flags.sum())
+        if count in (0, len(flags)):
+            weights = np.ones(len(flags))
+        else:
+            weights = np.where(flags, lesion_fraction / count, (1 - lesion_fraction) / (len(flags) - count))
+        self.weights = torch.as_tensor(weights, dtype=torch.double)
+        self.seed, self.num_replicas, self.rank, self.epoch = seed, num_replicas, rank, 0
+        self.num_samples = -(-len(flags) // num_replicas)  # ceil: every rank gets as many
+
+    def set_epoch(self, epoch: int) -> None:
+        """Make the next draw that of ``epoch`` (a function of ``seed`` and ``epoch`` only)."""
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+    def __iter__(self) -> Iterator[int]:
+        generator = torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch))
+        total = self.num_samples * self.num_replicas
+        draw = torch.multinomial(self.weights, total, replacement=True, generator=generator)
+        return iter(draw[self.rank :: self.num_replicas].tolist())

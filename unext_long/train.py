@@ -4,6 +4,11 @@ A run folder ``<project>/<name>/`` holds ``weights/best.pt`` (best slice-level v
 ``weights/last.pt`` (also the optimiser and schedule, for ``--resume``) and ``results.csv`` (one
 row per epoch). Checkpoints hold builtins and tensors only, so ``torch.load(weights_only=True)``
 reads them; ``config`` is a JSON string describing the model (see :func:`save_checkpoint`).
+
+Under torchrun (``torchrun --nproc_per_node N -m unext_long train ...``) the ranks train one
+model with DDP (:mod:`unext_long.distributed`): each draws its share of the epoch's slices and
+validates its share of the val split, the sums are added over the ranks, and rank 0 alone writes
+the run folder, which looks exactly like a single-process one (and resumes in either mode).
 """
 
 from __future__ import annotations
@@ -26,14 +31,17 @@ from tqdm import tqdm
 from slicer.dataset_yaml import read_export_yaml
 from slicer.errors import InputError
 from slicer.io import atomic_path
+from unext_long import distributed
 from unext_long.data import (
     Augment,
+    LesionSampler,
     SliceDataset,
+    epoch_seed,
     lesion_flags,
-    lesion_sampler,
     list_images,
     pad_collate,
 )
+from unext_long.distributed import Ranks
 from unext_long.losses import LossFn, build_loss
 from unext_long.model import UNeXt, create_model
 
@@ -47,6 +55,8 @@ class TrainOptions:
     """Everything a training run depends on (the CLI flags of ``unext-long train``).
 
     ``max_slices`` keeps a seeded random subset of each split (quick runs and tests);
+    ``batch`` is the total over the DDP ranks (each takes ``batch / world size``), so a run keeps its
+    optimisation steps whatever the number of GPUs.
     ``time_limit`` (minutes) shortens the cosine schedule so the run ends within it. ``resume``
     restores weights, optimiser, epoch and best Dice from ``last.pt`` and continues to ``epochs``
     (the cosine schedule is a function of the epoch and ``epochs``, so it resumes exactly).
@@ -84,14 +94,19 @@ class TrainResult:
     seconds: float
 
 
-def select_device(spec: str = "auto") -> torch.device:
-    """``auto`` picks CUDA when available; otherwise ``cpu``, ``cuda`` or ``cuda:N`` as given."""
-    if spec == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(spec)
+def select_device(spec: str = "auto", local_rank: int | None = None) -> torch.device:
+    """``auto`` picks CUDA when available; otherwise ``cpu``, ``cuda`` or ``cuda:N`` as given.
+
+    Under torchrun (``local_rank`` given) CUDA means this rank's GPU, ``cuda:<local_rank>``.
+    """
+    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if spec == "auto" else spec)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise InputError("--device", f"{spec} requested but CUDA is not available")
-    return device
+    if local_rank is None or device.type != "cuda":
+        return device
+    if device.index is not None:
+        raise InputError("--device", "under torchrun each rank takes its own GPU: pass auto or cuda")
+    return torch.device("cuda", local_rank)
 
 
 def seed_everything(seed: int) -> None:
@@ -130,26 +145,30 @@ def _subset(images: list[Path], max_slices: int | None, seed: int) -> list[Path]
     return [images[i] for i in sorted(keep)]
 
 
-def _prepare_run_dir(options: TrainOptions) -> Path:
+def _prepare_run_dir(options: TrainOptions, ranks: Ranks) -> Path:
+    # Every rank checks (so all raise alike), rank 0 alone changes the folder, the others wait for it.
     run_dir = Path(options.project) / options.name
     last = run_dir / "weights" / "last.pt"
     if options.resume and not last.is_file():
         raise InputError(last, "not found, nothing to resume")
-    if not options.resume and last.exists():
-        if not options.overwrite:
-            raise InputError(run_dir, "holds a training run; pass --resume to continue it or --overwrite")
-        shutil.rmtree(run_dir)
-    (run_dir / "weights").mkdir(parents=True, exist_ok=True)
+    if not options.resume and last.exists() and not options.overwrite:
+        raise InputError(run_dir, "holds a training run; pass --resume to continue it or --overwrite")
+    if ranks.main:
+        if not options.resume and last.exists():
+            shutil.rmtree(run_dir)
+        (run_dir / "weights").mkdir(parents=True, exist_ok=True)
+    distributed.barrier()
     return run_dir
 
 
 def _train_epoch(
-    model: UNeXt, loader: DataLoader, loss_fn: LossFn, optimizer: torch.optim.Optimizer,
-    scaler: torch.amp.GradScaler, device: torch.device, desc: str,
-) -> float:  # fmt: skip
+    model: torch.nn.Module, loader: DataLoader, loss_fn: LossFn, optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler, device: torch.device, desc: str | None,
+) -> tuple[float, int]:  # fmt: skip
+    """Train one epoch; the summed loss and the slice count (``desc=None``: no progress bar)."""
     model.train()
     total, count = 0.0, 0
-    bar = tqdm(loader, desc=desc, leave=False, dynamic_ncols=True)
+    bar = tqdm(loader, desc=desc, leave=False, dynamic_ncols=True, disable=desc is None)
     for images, masks, valid in bar:
         images, masks, valid = (t.to(device, non_blocking=True) for t in (images, masks, valid))
         with torch.autocast(device.type, dtype=torch.float16, enabled=device.type == "cuda"):
@@ -161,12 +180,15 @@ def _train_epoch(
         scaler.update()
         total, count = total + float(loss.detach()) * len(images), count + len(images)
         bar.set_postfix(loss=f"{total / count:.4f}")
-    return total / max(count, 1)
+    return total, count
 
 
 @torch.no_grad()
 def evaluate(model: UNeXt, loader: DataLoader, loss_fn: LossFn, device: torch.device) -> tuple[float, float]:
-    """Mean loss and slice-level Dice (prediction > 0.5, pooled over every pixel of the split)."""
+    """Mean loss and slice-level Dice (prediction > 0.5, pooled over every pixel of the split).
+
+    Under DDP each rank passes its share of the split: the sums are added over the ranks first.
+    """
     model.eval()
     total, count, overlap, predicted, truth = 0.0, 0, 0.0, 0.0, 0.0
     for images, masks, valid in loader:
@@ -177,6 +199,9 @@ def evaluate(model: UNeXt, loader: DataLoader, loss_fn: LossFn, device: torch.de
         binary = (logits > 0).float() * valid
         overlap += float((binary * masks).sum())
         predicted, truth = predicted + float(binary.sum()), truth + float((masks * valid).sum())
+    total, count, overlap, predicted, truth = distributed.all_sum(
+        [total, count, overlap, predicted, truth], device
+    )
     dice = 2 * overlap / (predicted + truth) if predicted + truth > 0 else 1.0
     return total / max(count, 1), dice
 
@@ -196,15 +221,42 @@ def _write_results(path: Path, rows: list[dict]) -> None:
 
 
 def train(options: TrainOptions) -> TrainResult:
-    """Train (or resume) a run and return where it wrote its checkpoints.
+    """Train (or resume) a run and return where it wrote its checkpoints (on every DDP rank).
 
     Raises:
         InputError: bad dataset YAML or images, a stem the channel groups cannot feed, a run folder
-            that already holds a run (without ``resume``/``overwrite``).
+            that already holds a run (without ``resume``/``overwrite``), a batch the ranks cannot share.
     """
+    ranks = distributed.from_environment()
+    device = select_device(options.device, ranks.local_rank if ranks.distributed else None)
+    if options.batch % ranks.world_size:
+        raise InputError(
+            "--batch", f"{options.batch} does not split evenly over {ranks.world_size} processes"
+        )
+    distributed.start(ranks, device)
+    try:
+        return _train(options, ranks, device)
+    finally:
+        distributed.finish()
+
+
+def _epoch_loader(
+    train_set: SliceDataset, sampler: LesionSampler, options: TrainOptions, ranks: Ranks, device: torch.device
+) -> DataLoader:
+    # The sampler's draw is shared by the ranks; augmentation and worker seeds differ per rank.
+    seed = epoch_seed(options.seed, sampler.epoch) * ranks.world_size + ranks.rank
+    train_set.augment.reseed(seed)
+    batch = options.batch // ranks.world_size
+    return DataLoader(
+        train_set, batch, sampler=sampler, num_workers=options.workers, collate_fn=pad_collate,
+        worker_init_fn=_seed_worker, generator=torch.Generator().manual_seed(seed),
+        pin_memory=device.type == "cuda", drop_last=len(sampler) > batch,
+    )  # fmt: skip
+
+
+def _train(options: TrainOptions, ranks: Ranks, device: torch.device) -> TrainResult:
     info = read_export_yaml(options.data)
-    device = select_device(options.device)
-    run_dir = _prepare_run_dir(options)
+    run_dir = _prepare_run_dir(options, ranks)
     seed_everything(options.seed)
     if "val" not in info.splits:
         raise InputError(info.yaml_path, "names no val split")
@@ -224,6 +276,7 @@ def train(options: TrainOptions) -> TrainResult:
         "channel_groups": info.channel_groups, "recipe": info.recipe, "imgsz": options.imgsz,
         "data": str(info.yaml_path), "loss": options.loss, "seed": options.seed,
     }  # fmt: skip
+    config["export"] = info.export
     start, epochs, best_dice, best_epoch = 0, options.epochs, -1.0, -1
     if options.resume:
         last = torch.load(run_dir / "weights" / "last.pt", map_location=device, weights_only=True)
@@ -231,13 +284,16 @@ def train(options: TrainOptions) -> TrainResult:
         optimizer.load_state_dict(last["optimizer"])
         start = int(last["epoch"]) + 1
         best_dice, best_epoch = float(last["best_dice"]), int(last["best_epoch"])
+    trained = distributed.wrap(model, ranks, device)  # `model` stays the bare UNeXt: saved and validated
 
     augment = Augment(options.imgsz, info.channel_groups, options.seed)
     train_set = SliceDataset(train_images, info.channels, augment)
-    flags = lesion_flags(train_images)
+    sampler = LesionSampler(
+        lesion_flags(train_images), options.lesion_fraction, options.seed, ranks.world_size, ranks.rank
+    )
     val_loader = DataLoader(
-        SliceDataset(val_images, info.channels),
-        options.batch,
+        SliceDataset(val_images[ranks.rank :: ranks.world_size], info.channels),
+        options.batch // ranks.world_size,
         num_workers=options.workers,
         collate_fn=pad_collate,
     )
@@ -251,27 +307,28 @@ def train(options: TrainOptions) -> TrainResult:
         lr = cosine_lr(options.lr, epoch, epochs)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        generator = torch.Generator().manual_seed(options.seed * 10_000 + epoch)
-        augment.reseed(options.seed * 10_000 + epoch)
-        loader = DataLoader(
-            train_set, options.batch, sampler=lesion_sampler(flags, options.lesion_fraction, generator),
-            num_workers=options.workers, collate_fn=pad_collate, worker_init_fn=_seed_worker,
-            generator=generator, pin_memory=device.type == "cuda", drop_last=len(train_set) > options.batch,
-        )  # fmt: skip
-        train_loss = _train_epoch(
-            model, loader, loss_fn, optimizer, scaler, device, f"epoch {epoch + 1}/{epochs}"
+        sampler.set_epoch(epoch)
+        loader = _epoch_loader(train_set, sampler, options, ranks, device)
+        desc = f"epoch {epoch + 1}/{epochs}" if ranks.main else None
+        total, count = distributed.all_sum(
+            _train_epoch(trained, loader, loss_fn, optimizer, scaler, device, desc), device
         )
+        train_loss = total / max(count, 1)
+        distributed.sync_buffers(model)
         val_loss, val_dice = evaluate(model, val_loader, loss_fn, device)
         seconds = time.monotonic() - tick
         if val_dice > best_dice:
             best_dice, best_epoch = val_dice, epoch
-            save_checkpoint(
-                run_dir / "weights" / "best.pt", model, {**config, "epoch": epoch, "best_dice": val_dice}
-            )
+            if ranks.main:
+                save_checkpoint(
+                    run_dir / "weights" / "best.pt", model, {**config, "epoch": epoch, "best_dice": val_dice}
+                )
         if options.time_limit is not None:
-            # Shorten the schedule so the cosine decay ends within the time limit.
+            # Shorten the schedule so the cosine decay ends within the time limit (rank 0's clock decides).
             left = options.time_limit * 60 - (time.monotonic() - began)
-            epochs = min(epochs, epoch + 1 + max(int(left / seconds), 0))
+            epochs = distributed.from_main(min(epochs, epoch + 1 + max(int(left / seconds), 0)), device)
+        if not ranks.main:
+            continue
         save_checkpoint(
             run_dir / "weights" / "last.pt", model, {**config, "epoch": epoch, "best_dice": best_dice},
             optimizer=optimizer.state_dict(), epoch=epoch, epochs=epochs, best_dice=best_dice, best_epoch=best_epoch,
@@ -282,8 +339,9 @@ def train(options: TrainOptions) -> TrainResult:
             f"epoch {epoch + 1}/{epochs}: train loss {train_loss:.4f}, val loss {val_loss:.4f}, val Dice {val_dice:.4f}"
         )
     result = TrainResult(run_dir, best_dice, best_epoch, epochs, time.monotonic() - began)
-    print(
-        f"trained {options.size} ({options.stem} stem, {info.channels} channels) to epoch {epochs} in "
-        f"{result.seconds:.0f} s: best val Dice {best_dice:.4f} at epoch {best_epoch + 1} -> {run_dir / 'weights'}"
-    )
+    if ranks.main:
+        print(
+            f"trained {options.size} ({options.stem} stem, {info.channels} channels) to epoch {epochs} in "
+            f"{result.seconds:.0f} s: best val Dice {best_dice:.4f} at epoch {best_epoch + 1} -> {run_dir / 'weights'}"
+        )
     return result

@@ -13,6 +13,11 @@ never even probes DNS) and applies the patches when ultralytics is loaded; every
 yolo_long that imports ultralytics (and unpickling one of our checkpoints, which imports
 :mod:`yolo_long.modules`) calls :func:`apply` again, which is idempotent.
 
+The same holds, with nothing more to do, in the worker processes of multi-GPU training
+(``device=0,1``; ultralytics' ``generate_ddp_file``): they inherit the environment variables
+from the ``yolo`` process, which imported yolo_long to unpickle our checkpoint, and the pickled
+model they load names our layers by module, so loading it imports :mod:`yolo_long.modules`.
+
 >>> from yolo_long.offline import apply
 >>> apply()  # doctest: +SKIP
 """
