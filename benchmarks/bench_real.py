@@ -39,6 +39,7 @@ from fusion.metrics import score_case
 from mslong.demo import train_models
 from mslong.options import DemoOptions
 from mslong.segment import segment_patient
+from slicer.dataset_yaml import write_train_listing
 from slicer.export import ExportOptions, export_dataset
 from slicer.io import load_volume, spacing_of
 from slicer.manifest import read_manifest
@@ -120,7 +121,9 @@ def merge_exports(exports: list[Path], out: Path) -> Path:
             if not (out / "cases" / case_file.name).exists():
                 os.symlink(case_file.resolve(), out / "cases" / case_file.name)
         tables.append(table.assign(split=target_split))
-    pd.concat(tables).to_csv(out / "manifest.csv", index=False)
+    merged_table = pd.concat(tables)
+    merged_table.to_csv(out / "manifest.csv", index=False)
+    write_train_listing(out, merged_table, seed=0)  # ultralytics' listing, over every export's slices
     first_yaml = next(exports[0].glob("*_long.yaml"))
     merged = out / "merged_long.yaml"
     merged.write_text(first_yaml.read_text().replace(str(exports[0].resolve()), str(out.resolve())))

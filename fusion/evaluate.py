@@ -7,7 +7,22 @@ every rater against the consensus, so a model stands next to the humans). A fold
 predicted lesion, for every case x reference), ``summary.md`` (with detection by lesion size)
 and ``figures/``. The scores themselves are :mod:`fusion.metrics`.
 
->>> table = evaluate(EvaluateOptions(pred="seg", dataset="msseg2", out="eval"))  # doctest: +SKIP
+The phantom's own ground truth, scored as a prediction:
+
+>>> import shutil, tempfile
+>>> from slicer.phantom import write_phantom
+>>> tmp = tempfile.TemporaryDirectory(); root = Path(tmp.name)
+>>> _ = write_phantom(root / "phantom", cases=2, voxel=4.0)  # case001 has no new lesion
+>>> (root / "seg").mkdir()
+>>> for case in ("case000", "case001"):
+...     _ = shutil.copy(root / "phantom" / case / "ground_truth.nii.gz", root / "seg" / f"{case}.nii.gz")
+>>> table = evaluate(EvaluateOptions(pred=root / "seg", dataset="phantom", root=root / "phantom",
+...                                  out=root / "eval", figures=False, workers=1))
+>>> summary_line(table)
+'2 cases, Dice 1.000, F1 1.000, 0 FP lesions on 1 cases without new lesion'
+>>> sorted(path.name for path in (root / "eval").iterdir())
+['inter_rater.csv', 'lesions.csv', 'metrics.csv', 'summary.md']
+>>> tmp.cleanup()
 """
 
 from __future__ import annotations

@@ -17,8 +17,8 @@ class DemoOptions:
     seed: int = 0
     val_cases: int = 6
     unext_epochs: int = 12
-    # Share of lesion slices in UNeXt's epochs (the trainer's default is 0.5); measured over three
-    # training seeds with benchmarks/bench_vote.py, see the README.
+    # Share of lesion slices in UNeXt's epochs (the trainer's default is 0.5): a run of a few
+    # epochs sees each lesion slice more often (docs/results.md compares both over training seeds).
     unext_lesion_fraction: float = 0.7
     yolo_epochs: int = 10
     # 1.5 mm slices are ~110x130 px and lesions a few pixels: YOLO sees them upsampled.

@@ -1,8 +1,15 @@
 """The dataset registry (``datasets.yaml``) and the case records it yields.
 
->>> cases = load_dataset("phantom", root="/tmp/ph")  # doctest: +SKIP
->>> cases[0].id, cases[0].scanner, cases[0].t1.name  # doctest: +SKIP
-('case000', 'siemens-a', 'flair_time02_on_middle_space.nii.gz')
+>>> import tempfile
+>>> from slicer.phantom import write_phantom
+>>> tmp = tempfile.TemporaryDirectory()
+>>> _ = write_phantom(Path(tmp.name), cases=2, voxel=4.0)
+>>> cases = load_dataset("phantom", root=tmp.name)
+>>> cases[0].id, cases[0].scanner, cases[0].t1.name, cases[0].t0.name
+('case000', 'siemens_aera_1.5T', 'flair_time02_on_middle_space.nii.gz', 'flair_time01_on_middle_space.nii.gz')
+>>> len(cases[0].raters), cases[0].brain_mask.name
+(4, 'brain_mask.nii.gz')
+>>> tmp.cleanup()
 """
 
 from __future__ import annotations

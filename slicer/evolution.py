@@ -20,9 +20,15 @@ deepest voxels at t0, the rest of it is erased the same way.
 As in TorchIO, the random draws (:func:`draw_evolution`) are apart from the deterministic
 work (:func:`apply_evolution`).
 
->>> t0, new, evolution = simulate_evolution(t1, consensus, spacing=(1, 1, 1), seed=0)  # doctest: +SKIP
->>> bool(((new > 0) <= (consensus > 0)).all())  # doctest: +SKIP
-True
+>>> rng = np.random.default_rng(0)
+>>> t1 = rng.normal(100, 5, (32, 32, 32)).astype(np.float32)
+>>> consensus = np.zeros(t1.shape, np.uint8)
+>>> consensus[8:12, 8:12, 8:12] = 1; consensus[20:24, 20:24, 20:24] = 1; t1[consensus > 0] += 80
+>>> t0, new, evolution = simulate_evolution(t1, consensus, spacing=(1, 1, 1), seed=0)
+>>> evolution.removed, evolution.grown, int(new.sum())  # lesion 1 is new, lesion 2 enlarges
+((1,), (2,), 64)
+>>> bool(((new > 0) <= (consensus > 0)).all()), 90 < float(t0[new > 0].mean()) < 110  # tissue's level
+(True, True)
 """
 
 from __future__ import annotations

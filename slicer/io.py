@@ -46,8 +46,15 @@ def _temporary_sibling(path: Path) -> Path:
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary file path that replaces ``path`` only if the block succeeds.
 
-    >>> with atomic_path("out/seg.nii.gz") as tmp:  # doctest: +SKIP
-    ...     nib.save(img, tmp)
+    >>> import tempfile
+    >>> folder = tempfile.TemporaryDirectory()
+    >>> with atomic_path(Path(folder.name) / "out" / "seg.nii.gz") as tmp:
+    ...     nib.save(nib.Nifti1Image(np.zeros((2, 2, 2), np.uint8), np.eye(4)), tmp)
+    ...     print(tmp.name.startswith(".tmp-"))
+    True
+    >>> [path.name for path in (Path(folder.name) / "out").iterdir()]
+    ['seg.nii.gz']
+    >>> folder.cleanup()
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -4,9 +4,14 @@
 one patient (it slices in memory, no files). :func:`slice_channels` builds the 2.5D image
 of one slice exactly as the export writes it.
 
->>> prepared = prepare_case(t1, t1_img, t0, t0_img, spacing=1.0)  # doctest: +SKIP
->>> slice_channels(prepared, "axial", 40).shape  # doctest: +SKIP
-(9, 182, 150)
+>>> from slicer.phantom import make_case
+>>> case = make_case(0, seed=0, voxel=4.0)
+>>> t1_img, t0_img = nib.Nifti1Image(case.t1, case.affine), nib.Nifti1Image(case.t0, case.affine)
+>>> prepared = prepare_case(case.t1, t1_img, case.t0, t0_img, brain=case.brain_mask, spacing=4.0)
+>>> prepared.geometry.shape, sorted(prepared.volumes)
+((41, 46, 39), ['diff', 't0', 't1'])
+>>> slice_channels(prepared, "axial", 10).shape  # (t1, t0, diff) x slices 9, 10, 11; H = y, W = x
+(9, 46, 41)
 """
 
 from __future__ import annotations

@@ -157,12 +157,20 @@ def _init_weights(module: nn.Module) -> None:
 
 
 def unext(**kwargs: object) -> UNeXt:
-    """UNeXt as in the paper: widths 16/32/128/160/256, 1.47 M parameters at 3 channels."""
+    """UNeXt as in the paper: widths 16/32/128/160/256, 1.47 M parameters at 3 channels.
+
+    >>> round(sum(p.numel() for p in unext(in_channels=3).parameters()) / 1e6, 2)
+    1.47
+    """
     return UNeXt(widths=(16, 32, 128, 160, 256), **kwargs)  # type: ignore[arg-type]
 
 
 def unext_s(**kwargs: object) -> UNeXt:
-    """UNeXt-S: widths 8/16/32/64/128, about 0.25 M parameters."""
+    """UNeXt-S: widths 8/16/32/64/128, about 0.25 M parameters.
+
+    >>> round(sum(p.numel() for p in unext_s(in_channels=3).parameters()) / 1e6, 2)
+    0.25
+    """
     return UNeXt(widths=(8, 16, 32, 64, 128), **kwargs)  # type: ignore[arg-type]
 
 

@@ -37,6 +37,9 @@ __all__ = [
 MODELS = ("yolov9t-seg-long", "yolov9c-seg-long", "yolov9e-seg-long")
 STEMS = ("grouped", "siamese")
 STRIDE = 32  # YOLOv9's largest stride: ultralytics rounds imgsz up to a multiple of it
+# Millimetres per network pixel that YOLO is trained at by default (mslong demo: 1.5 mm
+# slices of about 130 pixels at imgsz 224).
+INPUT_MM = 0.9
 CONFIG_DIR = Path(__file__).parent / "cfg"  # package data (pyproject: yolo_long/cfg/*.yaml)
 Stem = Literal["grouped", "siamese"]
 
@@ -100,17 +103,21 @@ def _largest_slice(manifest: Path) -> int | None:
 
 
 def default_imgsz(data: DataInfo, fallback: int = 256) -> int:
-    """The training size that holds a whole exported slice: its longest side, up to a multiple of 32.
+    """The training size that shows a whole exported slice at :data:`INPUT_MM` mm per pixel.
 
-    YOLO letterboxes each slice into ``imgsz``: a size below the slice shrinks lesions a few
-    pixels wide, one far above it spends compute on padding.
+    YOLO letterboxes each slice into ``imgsz``. New lesions are a few millimetres wide and
+    YOLO's finest head sees every 8th pixel, so a slice exported coarser than ``INPUT_MM`` is
+    upsampled; finer slices are not shrunk. Rounded up to a multiple of the stride (32).
 
-    >>> default_imgsz(DataInfo(channels=9, channel_groups={}, largest_slice=150))
+    >>> default_imgsz(DataInfo(channels=9, channel_groups={}, largest_slice=140, export={"spacing": 1.5}))
+    256
+    >>> default_imgsz(DataInfo(channels=9, channel_groups={}, largest_slice=140, export={"spacing": 0.5}))
     160
     """
     if not data.largest_slice:
         return fallback
-    return STRIDE * math.ceil(data.largest_slice / STRIDE)
+    scale = max(float(data.export.get("spacing", INPUT_MM)) / INPUT_MM, 1.0)
+    return STRIDE * math.ceil(data.largest_slice * scale / STRIDE)
 
 
 def _channel_order(data: DataInfo) -> tuple[list[int], list[list[int]]]:
@@ -175,9 +182,9 @@ def build_model(model: str, stem: Stem, data: DataInfo, seed: int = 0, verbose: 
     """An untrained ``ultralytics.nn.tasks.SegmentationModel`` for ``data`` (deterministic given ``seed``).
 
     >>> info = DataInfo(channels=9, channel_groups={"t1": [0, 1, 2], "t0": [3, 4, 5], "diff": [6, 7, 8]})
-    >>> net = build_model("yolov9t-seg-long", "siamese", info)  # doctest: +SKIP
-    >>> type(net.model[1]).__name__  # doctest: +SKIP
-    'SiameseStem'
+    >>> net = build_model("yolov9t-seg-long", "siamese", info)
+    >>> type(net.model[0]).__name__, type(net.model[1]).__name__, net.names
+    ('ChannelGroups', 'SiameseStem', {0: 'new_lesion'})
     """
     import torch
     from ultralytics.nn.tasks import SegmentationModel

@@ -14,9 +14,15 @@ Written per case (into ``OUT/<case>/``, atomically): ``flair_time01_on_middle_sp
 ``ground_truth_expert{1..4}.nii.gz``, ``brain_mask.nii.gz``, ``phantom.json`` (how the case
 was made) and, with ``misalign``, ``misalignment.json``; then ``OUT/cases.csv``.
 
->>> table = write_phantom(Path("/tmp/ph"), cases=2, voxel=2.0)  # doctest: +SKIP
->>> list(table.columns)  # doctest: +SKIP
+>>> import tempfile
+>>> from pathlib import Path
+>>> tmp = tempfile.TemporaryDirectory()
+>>> table = write_phantom(Path(tmp.name), cases=2, voxel=4.0)
+>>> list(table.columns)
 ['case', 'scanner', 'new_lesions', 'new_lesion_voxels', 'existing_lesions', 'enlarging_lesions', 'misaligned']
+>>> table["case"].tolist(), sorted(path.name for path in (Path(tmp.name) / "case000").iterdir())[:3]
+(['case000', 'case001'], ['brain_mask.nii.gz', 'flair_time01_on_middle_space.nii.gz', 'flair_time02_on_middle_space.nii.gz'])
+>>> tmp.cleanup()
 """
 
 from slicer.phantom.case import make_case, random_misalignment

@@ -4,8 +4,8 @@ The maps (T1, grey matter, white matter, brain mask; 197x233x189 at 1 mm) are re
 inside the nilearn wheel, so nothing downloads. Each phantom subject is the template seen
 through a small random affine (a few degrees, +-5 % scaling), rendered on any grid.
 
->>> atlas = load_atlas()  # doctest: +SKIP
->>> atlas.fractions.shape, atlas.sites.shape[1]  # doctest: +SKIP
+>>> atlas = load_atlas()
+>>> atlas.fractions.shape, atlas.sites.shape[1]
 ((3, 197, 233, 189), 3)
 """
 

@@ -12,9 +12,11 @@ optional thick slices, integer storage and a t0 whose field of view ends earlier
 (:mod:`~slicer.phantom.acquisition`). Its draws come from a generator of their own, so the
 default mode stays what it was.
 
->>> case = make_case(0, seed=0, voxel=2.0, realistic=True)  # doctest: +SKIP
->>> case.t1.dtype in (np.uint16, np.int16), case.t1.shape  # doctest: +SKIP
-(True, (120, 120, 104))
+>>> case = make_case(0, seed=0, voxel=4.0, realistic=True)
+>>> case.t1.dtype in (np.uint16, np.int16), case.t1.shape, case.consensus.shape
+(True, (60, 60, 52), (60, 60, 52))
+>>> case.row["new_lesions"], case.row["scanner"]
+(7, 'siemens_aera_1.5T')
 """
 
 from __future__ import annotations

@@ -11,9 +11,13 @@ layers stay sharp at any voxel size. The eyes (vitreous, dark in FLAIR) and the 
 behind them (bright) are ellipsoids at the template's orbits, computed exactly in the small
 box around them.
 
->>> model = load_head_model()  # doctest: +SKIP
->>> fields = place_head(model, shape, affine, to_atlas)  # doctest: +SKIP
->>> fat = head_signal(fields, brain, layers, one_hot("fat"), voxel_mm=2.0)  # doctest: +SKIP
+>>> shape, affine = (60, 60, 52), np.diag([4.0, 4.0, 4.0, 1.0])  # the realistic field of view at 4 mm
+>>> affine[:3, 3] = np.asarray(FOV_CENTRE_MM) - 4.0 * (np.array(shape) - 1) / 2
+>>> fields = place_head(load_head_model(), shape, affine, to_atlas_world=np.eye(4))
+>>> layers = draw_head_layers(np.random.default_rng(0))
+>>> fat = head_signal(fields, np.zeros(shape, np.float32), layers, one_hot("fat"), voxel_mm=4.0)
+>>> float(fat.max()), float(fat[30, 30, 26])  # scalp fat somewhere, none at the centre of the head
+(1.0, 0.0)
 """
 
 from __future__ import annotations
