@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from fusion.voting import VOTE_MODES
+from slicer.cluster import add_cluster_arguments, cluster_options
 from slicer.errors import cli_entry
 from slicer.geometry import ORIENTATIONS
 from slicer.lesions import MIN_LESION_MM3
@@ -68,6 +69,7 @@ def reassemble_parser() -> argparse.ArgumentParser:
         help="planes whose slices become views (default: all three); e.g. axial for a one-plane model",
     )
     parser.add_argument("--overwrite", action="store_true", help="rewrite cases already written")
+    add_cluster_arguments(parser)
     return parser
 
 
@@ -118,7 +120,8 @@ def reassemble_main(argv: Sequence[str] | None = None) -> None:
         orientations=tuple(args.orientations),
         overwrite=args.overwrite,
     )
-    written = reassemble(options)
+    cluster = cluster_options(args, args.out, "reassemble")
+    written = reassemble(options, cluster.shard, cluster)
     views = f"{len(args.preds)} folder(s) x {len(args.orientations)} plane(s)"
     print(f"reassemble: wrote {len(written)} case(s) ({args.vote} vote over {views}) to {args.out}")
 

@@ -4,7 +4,9 @@
 are relative to the CSV's folder). Each model is loaded once; every case gets
 ``DIR/<case>.nii.gz`` and ``DIR/<case>_lesions.csv``, and ``DIR/summary.csv`` holds one row
 per case. ``DIR/provenance.json`` records the weights and settings: a re-run with the same
-ones skips finished cases, other ones refuse unless ``overwrite``.
+ones skips finished cases, other ones refuse unless ``overwrite``. With ``--executor`` an
+array job's tasks segment shares of the list (:mod:`slicer.cluster`) and this process writes
+``summary.csv`` from their rows, in the list's order.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any
 import pandas as pd
 
 from mslong.segment import segment_patient, sibling_path
+from slicer.cluster import ClusterOptions, Shard, run_array, select_items
 from slicer.errors import InputError
 from slicer.io import atomic_path
 from slicer.provenance import claim_folder, file_sha256
@@ -63,16 +66,25 @@ def segment_list(
     *,
     device: str | None = None,
     overwrite: bool = False,
+    cases: Sequence[str] = (),
+    shard: Shard | None = None,
+    cluster: ClusterOptions | None = None,
     **options: Any,
 ) -> pd.DataFrame:
     """Segment every pair of ``pairs_csv`` into ``out``; returns (and writes) the summary table.
 
     ``options`` are :func:`mslong.segment.segment_patient`'s keywords (vote, threshold, spacing...).
+    ``cases`` keeps these pairs, ``shard`` (I, N) the I-th of N shares of them; with
+    ``cluster``'s executor its tasks segment the shares, once this run has claimed ``out``.
+    Only a run over the whole list writes ``summary.csv`` (a task's rows go to its submitter).
     """
     from mslong.models import load_predictor  # imports torch
 
-    pairs, out = read_pairs(pairs_csv), Path(out)
-    predictors = [load_predictor(path, device=device) for path in weights]
+    listed, out = read_pairs(pairs_csv), Path(out)
+    pairs = select_items(list(listed.itertuples(index=False)), cases, shard, key=lambda pair: pair.case)
+    submits = cluster is not None and cluster.submits
+    # A submitter only checks the models, on the CPU: its tasks load them on their own devices.
+    predictors = [load_predictor(path, device="cpu" if submits else device) for path in weights]
     record = {
         "tool": "mslong segment",
         "weights": [str(path) for path in weights],
@@ -81,18 +93,24 @@ def segment_list(
     }
     summary = out / "summary.csv"
     with claim_folder(out, record, "*.nii.gz", overwrite) as keep:
-        previous = (
-            pd.read_csv(summary, dtype={"case": str}).set_index("case")
-            if keep and summary.is_file()
-            else None
-        )
-        rows = [
-            _segment_case(case, Path(t1), Path(t2), out, keep, previous, predictors, device, options)
-            for case, t1, t2 in pairs.itertuples(index=False)
-        ]
+        if submits:  # the tasks accept this claim: they make the same record
+            settings = dict(pairs_csv=pairs_csv, out=out, weights=weights, device=device, overwrite=overwrite)
+            tables = run_array(cluster, segment_list, len(pairs), **settings, cases=tuple(cases), **options)
+            rows = [row for table in tables for row in table.to_dict("records")]
+        else:
+            previous = (
+                pd.read_csv(summary, dtype={"case": str}).set_index("case")
+                if keep and summary.is_file()
+                else None
+            )
+            rows = [
+                _segment_case(case, Path(t1), Path(t2), out, keep, previous, predictors, device, options)
+                for case, t1, t2 in pairs
+            ]
     table = pd.DataFrame(rows, columns=list(SUMMARY_COLUMNS))
-    with atomic_path(summary) as tmp:
-        table.to_csv(tmp, index=False)
+    if len(pairs) == len(listed):
+        with atomic_path(summary) as tmp:
+            table.to_csv(tmp, index=False)
     return table
 
 

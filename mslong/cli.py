@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from mslong.options import DemoOptions
+from slicer.cluster import add_cluster_arguments, cluster_options
 from slicer.errors import InputError, cli_entry
 
 __all__ = ["main", "build_parser"]
@@ -39,17 +40,22 @@ def _segment(args: argparse.Namespace) -> None:
 
         if args.brain_mask_file is not None:
             raise InputError("--brain-mask-file", "serves one patient; with --list masks are computed")
+        cluster = cluster_options(args, args.out, "mslong-segment")
         table = segment_list(
             args.list,
             args.out,
             args.weights,
             device=args.device,
             overwrite=args.overwrite,
+            cases=args.cases,
+            shard=cluster.shard,
+            cluster=cluster,
             **_segment_options(args),
         )
+        written = args.out / "summary.csv" if cluster.shard is None and not args.cases else args.out
         print(
             f"mslong segment: {len(table)} cases, {int(table['new_lesions'].sum())} new lesions -> "
-            f"{args.out / 'summary.csv'} ({time.perf_counter() - start:.1f} s)"
+            f"{written} ({time.perf_counter() - start:.1f} s)"
         )
         return
     from mslong.segment import segment_patient
@@ -70,6 +76,8 @@ def _check_segment_inputs(parser: argparse.ArgumentParser, args: argparse.Namesp
             parser.error("--list takes --out DIR, not -t1/-t2/-o")
     elif None in one or args.out is not None:
         parser.error("give -t1, -t2 and -o (one patient), or --list pairs.csv --out DIR (many)")
+    elif args.executor is not None or args.shard is not None or args.cases:
+        raise InputError("--executor/--shard/--cases", "share out a --list of pairs, not one patient")
 
 
 def _demo(args: argparse.Namespace) -> None:
@@ -162,6 +170,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     segment.add_argument("--batch", type=int, default=16, help="slices per forward pass (default 16)")
     segment.add_argument("--save-prob", action="store_true", help="also write <output>_prob.nii.gz")
+    segment.add_argument(
+        "--cases", nargs="+", default=[], help="with --list: only these cases (summary.csv waits for all)"
+    )
+    add_cluster_arguments(segment)
     segment.set_defaults(run=_segment)
 
     defaults = DemoOptions()

@@ -6,8 +6,10 @@ it back with :func:`decode_probability`, and the one-patient command, which neve
 slices, rounds its in-memory probabilities with :func:`quantise_probability` so that it
 takes exactly the decisions ``reassemble`` takes on the files.
 
->>> decode_probability(encode_probability(np.array([0.0, 0.5, 1.0])))
-array([0.       , 0.5019608, 1.       ], dtype=float32)
+>>> encode_probability(np.array([0.0, 0.5, 1.0])).tolist()
+[0, 128, 255]
+>>> [round(float(p), 4) for p in decode_probability(np.array([0, 128, 255], np.uint8))]
+[0.0, 0.502, 1.0]
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from slicer.cluster import ClusterOptions, run_array
 from slicer.errors import InputError
 from slicer.io import atomic_path
 from slicer.provenance import claim_folder
@@ -34,6 +37,8 @@ __all__ = [
     "same_size_batches",
     "PredictSummary",
     "predict_into_folder",
+    "slice_case",
+    "predict_in_tasks",
 ]
 
 SCALE = 255.0
@@ -114,5 +119,32 @@ def predict_into_folder(
         ):
             write_probability_png(out / f"{path.stem}.png", prob)
     summary = PredictSummary(out, len(todo), len(slices) - len(todo))
+    print(summary)
+    return summary
+
+
+def slice_case(path: str | Path) -> str:
+    """The case of an exported slice: ``c1_axial_010.tif`` -> ``c1`` (stems are ``<case>_<plane>_<index>``)."""
+    return Path(path).stem.rsplit("_", 2)[0]
+
+
+def predict_in_tasks(
+    cluster: ClusterOptions,
+    predict_folder: Callable[..., PredictSummary],
+    record: Mapping[str, Any],
+    slices: int,
+    **settings: Any,
+) -> PredictSummary:
+    """Claim ``settings["out"]`` for ``record`` here, then predict in ``cluster``'s tasks; returns their sum.
+
+    Each task runs ``predict_folder(**settings, shard=(I, N))`` on a share of the ``slices``
+    selected slices and accepts the claim (it makes the same record). Claiming once, before
+    any task starts, refuses another model's folder at once and keeps a task from taking
+    the PNGs another one has just written for outputs of unknown origin.
+    """
+    out = Path(settings["out"])
+    with claim_folder(out, record, "*.png", settings["overwrite"]):
+        shares = run_array(cluster, predict_folder, slices, **settings)
+    summary = PredictSummary(out, sum(s.written for s in shares), sum(s.skipped for s in shares))
     print(summary)
     return summary

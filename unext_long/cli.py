@@ -9,6 +9,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from slicer.cluster import CLUSTER_DESTS, add_cluster_arguments, cluster_options
 from slicer.errors import cli_entry
 
 __all__ = ["main", "build_parser"]
@@ -53,6 +54,8 @@ def _add_predict(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--overwrite", action="store_true", help="redo slices that already have a PNG")
+    parser.add_argument("--cases", nargs="+", default=[], help="only the slices of these case ids")
+    add_cluster_arguments(parser)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -85,7 +88,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     else:
         from unext_long.predict import predict_folder
 
-        predict_folder(**args)
+        cluster = cluster_options(argparse.Namespace(**args), args["out"], "unext-long-predict")
+        own = {key: value for key, value in args.items() if key not in CLUSTER_DESTS}
+        predict_folder(**own, shard=cluster.shard, cluster=cluster)
 
 
 if __name__ == "__main__":

@@ -9,14 +9,21 @@ from __future__ import annotations
 
 import json
 import pickle
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from slicer.cluster import ClusterOptions, Shard, select_items, shard_of
 from slicer.errors import InputError
-from slicer.predictions import PredictSummary, predict_into_folder, same_size_batches
+from slicer.predictions import (
+    PredictSummary,
+    predict_in_tasks,
+    predict_into_folder,
+    same_size_batches,
+    slice_case,
+)
 from slicer.provenance import prediction_record
 from unext_long.data import image_to_tensor, list_images
 from unext_long.model import UNeXt, create_model
@@ -80,26 +87,41 @@ def predict_folder(
     batch: int = 8,
     device: str = "auto",
     overwrite: bool = False,
+    cases: Sequence[str] = (),
+    shard: Shard | None = None,
+    cluster: ClusterOptions | None = None,
 ) -> PredictSummary:
     """Write ``out/<stem>.png`` for every slice of ``source`` (a folder or a ``.txt`` listing).
 
     The folder records the weights in ``provenance.json``: a re-run with them skips the PNGs
     already there; other weights refuse unless ``overwrite`` (:func:`slicer.predictions.predict_into_folder`).
+    ``cases`` keeps the slices of these cases, ``shard`` (I, N) the I-th of N shares of them;
+    with ``cluster``'s executor, its tasks predict the shares (:func:`slicer.predictions.predict_in_tasks`).
     """
+    slices = select_items(list_images(source), cases, key=slice_case)
+    if cluster is not None and cluster.submits:
+        record = _record(weights, source, load_model(weights, "cpu")[1])
+        settings = dict(weights=weights, source=source, out=out, batch=batch, device=device)
+        settings.update(overwrite=overwrite, cases=tuple(cases))
+        return predict_in_tasks(cluster, predict_folder, record, len(slices), **settings)
     model, config = load_model(weights, device)
-    record = prediction_record(
+    return predict_into_folder(
+        shard_of(slices, shard),
+        out,
+        _record(weights, source, config),
+        lambda images: predict_images(model, images, batch),
+        config["in_channels"],
+        overwrite,
+    )
+
+
+def _record(weights: str | Path, source: str | Path, config: dict) -> dict:
+    """What makes the folder's PNGs (the provenance every task of a cluster run makes alike)."""
+    return prediction_record(
         "unext-long predict",
         weights,
         source,
         DECISION_THRESHOLD,
         model="unext",
         export=config.get("export", {}),
-    )
-    return predict_into_folder(
-        list_images(source),
-        out,
-        record,
-        lambda images: predict_images(model, images, batch),
-        config["in_channels"],
-        overwrite,
     )

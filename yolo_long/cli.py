@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 
+from slicer.cluster import add_cluster_arguments, cluster_options
 from slicer.errors import cli_entry
 from yolo_long.build import MODELS, STEMS  # light: torch and ultralytics load inside the commands
 
@@ -49,6 +50,8 @@ def _parser() -> argparse.ArgumentParser:
     predict.add_argument("--device", default=None, help="e.g. cpu, 0 (default: ultralytics' choice)")
     predict.add_argument("--batch", type=int, default=8)
     predict.add_argument("--overwrite", action="store_true")
+    predict.add_argument("--cases", nargs="+", default=[], help="only the slices of these case ids")
+    add_cluster_arguments(predict)
     return parser
 
 
@@ -62,6 +65,7 @@ def main(argv: list[str] | None = None) -> None:
     else:
         from yolo_long.predict import predict_folder
 
+        cluster = cluster_options(args, args.out, "yolo-long-predict")
         predict_folder(
             args.weights,
             args.source,
@@ -71,6 +75,9 @@ def main(argv: list[str] | None = None) -> None:
             args.batch,
             args.device,
             args.overwrite,
+            args.cases,
+            cluster.shard,
+            cluster,
         )
 
 

@@ -6,22 +6,40 @@ instances (0 where there is none), with masks at the slice's own size
 map carries information for the lesion-wise fusion; ``fusion`` reads the PNGs
 (``PRED_DIR/<stem>.png``, uint8 = probability * 255).
 
->>> model = load_model("runs/segment/train/weights/best.pt")  # doctest: +SKIP
->>> probs = list(predict_images(model, [np.zeros((9, 60, 44), np.uint8)]))  # doctest: +SKIP
->>> probs[0].shape, probs[0].dtype  # doctest: +SKIP
+An untrained checkpoint shows the interface (a trained one is ``runs/segment/<name>/weights/best.pt``):
+
+>>> import tempfile
+>>> from slicer.dataset_yaml import write_export_yaml
+>>> from yolo_long.build import init_checkpoint
+>>> tmp = tempfile.TemporaryDirectory(); folder = Path(tmp.name)
+>>> data = write_export_yaml(folder / "data.yaml", splits={"train", "val"}, recipe=("t1", "t0", "diff"),
+...                          context=1, spacing=1.0, orientations=("axial",), label="consensus", dataset="demo")
+>>> weights = init_checkpoint("yolov9t-seg-long", "siamese", data, folder / "untrained.pt", imgsz=64)  # doctest: +ELLIPSIS
+wrote ...untrained.pt: yolov9t-seg-long (siamese stem), 2.21 M parameters, 9 channels, imgsz 64
+>>> model = load_model(weights)
+>>> probs = list(predict_images(model, [np.zeros((9, 60, 44), np.uint8)]))
+>>> probs[0].shape, probs[0].dtype
 ((60, 44), dtype('float32'))
+>>> tmp.cleanup()
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from slicer.cluster import ClusterOptions, Shard, select_items, shard_of
 from slicer.errors import InputError
-from slicer.predictions import PredictSummary, predict_into_folder, same_size_batches
+from slicer.predictions import (
+    PredictSummary,
+    predict_in_tasks,
+    predict_into_folder,
+    same_size_batches,
+    slice_case,
+)
 from slicer.provenance import prediction_record
 
 __all__ = [
@@ -113,20 +131,42 @@ def predict_folder(
     batch: int = 8,
     device: str | None = None,
     overwrite: bool = False,
+    cases: Sequence[str] = (),
+    shard: Shard | None = None,
+    cluster: ClusterOptions | None = None,
 ) -> PredictSummary:
     """Write ``out/<stem>.png`` for every ``source/<stem>.tif`` (uint8 = probability * 255).
 
     The folder records the weights and settings in ``provenance.json``: a re-run with them
-    skips the PNGs already there; others refuse unless ``overwrite``.
+    skips the PNGs already there; others refuse unless ``overwrite``. ``cases`` keeps the
+    slices of these cases, ``shard`` (I, N) the I-th of N shares of them; with ``cluster``'s
+    executor, its tasks predict the shares (:func:`slicer.predictions.predict_in_tasks`).
     """
     source = Path(source)
     if not source.is_dir():
         raise InputError(source, "image folder not found")
-    slices = sorted(source.glob("*.tif"))
+    slices = select_items(sorted(source.glob("*.tif")), cases, key=slice_case)
     if not slices:
         raise InputError(source, "no .tif slices in this folder")
+    if cluster is not None and cluster.submits:
+        record = _record(weights, source, imgsz, conf, load_model(weights, "cpu"))
+        settings = dict(weights=weights, source=source, out=out, imgsz=imgsz, conf=conf, batch=batch)
+        settings.update(device=device, overwrite=overwrite, cases=tuple(cases))
+        return predict_in_tasks(cluster, predict_folder, record, len(slices), **settings)
     model = load_model(weights, device)
-    record = prediction_record(
+    return predict_into_folder(
+        shard_of(slices, shard),
+        out,
+        _record(weights, source, imgsz, conf, model),
+        lambda images: predict_images(model, images, imgsz, conf, batch, device),
+        model.model.yaml["channels"],
+        overwrite,
+    )
+
+
+def _record(weights: str | Path, source: Path, imgsz: int | None, conf: float, model: Any) -> dict[str, Any]:
+    """What makes the folder's PNGs (the provenance every task of a cluster run makes alike)."""
+    return prediction_record(
         "yolo-long predict",
         weights,
         source,
@@ -135,12 +175,4 @@ def predict_folder(
         conf=conf,
         imgsz=imgsz,
         export=model_block(model).get("export", {}),
-    )
-    return predict_into_folder(
-        slices,
-        out,
-        record,
-        lambda images: predict_images(model, images, imgsz, conf, batch, device),
-        model.model.yaml["channels"],
-        overwrite,
     )
