@@ -42,6 +42,7 @@ from fusion.metrics import Lesions, Matching, match_lesions, score_lesions
 from slicer.datasets import Case, load_dataset
 from slicer.errors import InputError
 from slicer.io import atomic_dir, atomic_path, check_same_grid, load_mask, load_nifti, load_volume
+from slicer.normalise import head_bounding_box
 
 __all__ = [
     "CaseResult",
@@ -100,11 +101,8 @@ def _load_binary(path: Path) -> tuple[np.ndarray, object]:
 
 def _crop_to_union(masks: list[np.ndarray]) -> tuple[slice, ...]:
     """Bounding box (plus one voxel) of every mask's foreground: components and sizes unchanged."""
-    union = np.logical_or.reduce(masks)
-    if not union.any():
-        return tuple(slice(0, 1) for _ in union.shape)
-    spans = [np.flatnonzero(union.any(axis=tuple(a for a in range(3) if a != axis))) for axis in range(3)]
-    return tuple(slice(max(0, s[0] - 1), s[-1] + 2) for s in spans)
+    box = head_bounding_box(np.logical_or.reduce(masks), margin=1)
+    return tuple(slice(int(start), int(stop)) for start, stop in box)
 
 
 @dataclass(frozen=True)

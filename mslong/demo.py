@@ -24,6 +24,7 @@ from mslong.options import DemoOptions
 from mslong.segment import segment_patient
 from slicer.dataset_yaml import write_listing
 from slicer.datasets import load_dataset
+from slicer.devices import select_device
 from slicer.export import ExportOptions, export_dataset
 from slicer.io import atomic_path
 from slicer.manifest import read_manifest
@@ -179,17 +180,11 @@ def _yolo_train_args(options: DemoOptions, data: Path, runs: Path) -> dict[str, 
         "project": str(runs.resolve()),
         "name": "yolo",
         "exist_ok": True,
-        "device": options.device or ("0" if _cuda() else "cpu"),
+        "device": str(select_device(options.device)),
         "workers": 0,
         "seed": options.seed,
         "plots": False,
     }
-
-
-def _cuda() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
 
 
 def _predict(options: DemoOptions, export: Path, weights: dict[str, Path], preds: Path) -> None:

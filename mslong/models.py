@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from slicer.dataset_yaml import recipe_from_groups
+from slicer.devices import select_device
 from slicer.errors import InputError
 
 __all__ = ["SLICING_KEYS", "Predictor", "load_predictor", "ensemble_settings"]
@@ -44,12 +45,6 @@ class Predictor:
     threshold: float
     weights: Path = Path()
     export: dict[str, Any] = field(default_factory=dict)
-
-
-def _resolve_device(device: str | None) -> str:
-    import torch
-
-    return device or ("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def _unext(weights: Path, device: str) -> Predictor:
@@ -82,7 +77,7 @@ def _yolo(weights: Path, device: str) -> Predictor:
 
 def load_predictor(weights: str | Path, device: str | None = None) -> Predictor:
     """Load a UNeXt or YOLO checkpoint, whichever ``weights`` is."""
-    weights, device = Path(weights), _resolve_device(device)
+    weights, device = Path(weights), str(select_device(device))
     if not weights.is_file():
         raise InputError(weights, "weights file not found")
     try:

@@ -20,11 +20,11 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from slicer.datasets import SPLITS
 from slicer.errors import InputError
 from slicer.io import atomic_path
 
 __all__ = [
-    "SPLITS",
     "EXPORT_KEYS",
     "ExportInfo",
     "write_export_yaml",
@@ -36,7 +36,6 @@ __all__ = [
     "recipe_from_groups",
 ]
 
-SPLITS = ("train", "val", "test")
 # The export settings a model depends on: prediction must slice the same way.
 EXPORT_KEYS = ("spacing", "orientations", "recipe", "context", "register", "brain_mask", "match_histograms")
 CLASS_NAMES = {0: "new_lesion"}

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from slicer.cluster import ClusterOptions, Shard, select_items, shard_of
+from slicer.devices import select_device
 from slicer.errors import InputError
 from slicer.predictions import (
     PredictSummary,
@@ -27,7 +28,6 @@ from slicer.predictions import (
 from slicer.provenance import prediction_record
 from unext_long.data import image_to_tensor, list_images
 from unext_long.model import UNeXt, create_model
-from unext_long.train import select_device
 
 __all__ = ["DECISION_THRESHOLD", "load_model", "predict_images", "predict_folder"]
 

@@ -29,6 +29,7 @@ from torch.utils.data import DataLoader, get_worker_info
 from tqdm import tqdm
 
 from slicer.dataset_yaml import read_export_yaml
+from slicer.devices import select_device
 from slicer.errors import InputError
 from slicer.io import atomic_path
 from unext_long import distributed
@@ -45,7 +46,7 @@ from unext_long.distributed import Ranks
 from unext_long.losses import LossFn, build_loss
 from unext_long.model import UNeXt, create_model
 
-__all__ = ["TrainOptions", "TrainResult", "train", "select_device", "seed_everything", "save_checkpoint"]
+__all__ = ["TrainOptions", "TrainResult", "train", "seed_everything", "save_checkpoint"]
 
 RESULTS_FIELDS = ("epoch", "train_loss", "val_loss", "val_dice", "lr", "seconds")
 
@@ -92,21 +93,6 @@ class TrainResult:
     best_epoch: int
     epochs: int
     seconds: float
-
-
-def select_device(spec: str = "auto", local_rank: int | None = None) -> torch.device:
-    """``auto`` picks CUDA when available; otherwise ``cpu``, ``cuda`` or ``cuda:N`` as given.
-
-    Under torchrun (``local_rank`` given) CUDA means this rank's GPU, ``cuda:<local_rank>``.
-    """
-    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if spec == "auto" else spec)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise InputError("--device", f"{spec} requested but CUDA is not available")
-    if local_rank is None or device.type != "cuda":
-        return device
-    if device.index is not None:
-        raise InputError("--device", "under torchrun each rank takes its own GPU: pass auto or cuda")
-    return torch.device("cuda", local_rank)
 
 
 def seed_everything(seed: int) -> None:
