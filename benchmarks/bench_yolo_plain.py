@@ -10,6 +10,9 @@ then scores both checkpoints the same way: mask mAP50 on every validation slice
 (each folder at its own operating point), by the MSSEG-2 rules against the consensus.
 
     python benchmarks/bench_yolo_plain.py --demo demo_output
+
+ultralytics writes the plain run where its settings say (``runs_dir``), as for any user;
+``--reuse`` scores the latest such run again without training.
 """
 
 from __future__ import annotations
@@ -17,7 +20,6 @@ from __future__ import annotations
 import argparse
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -31,10 +33,16 @@ def _run(*command: str, cwd: Path) -> None:
 
 
 def _train_plain(data: Path, work: Path, epochs: int) -> tuple[Path, float]:
+    best = work / "runs" / "segment" / "train" / "weights" / "best.pt"
+    if best.is_file():  # trained by an earlier run of this script
+        return best, float("nan")
+    work.mkdir(parents=True, exist_ok=True)
     _run(str(BIN / "yolo-long"), "init", "--data", str(data), "--out", "plain.pt", cwd=work)
     start = time.perf_counter()
-    _run(str(BIN / "yolo"), "segment", "train", f"data={data}", "model=plain.pt", f"epochs={epochs}", cwd=work)
-    return work / "runs" / "segment" / "train" / "weights" / "best.pt", time.perf_counter() - start
+    _run(
+        str(BIN / "yolo"), "segment", "train", f"data={data}", "model=plain.pt", f"epochs={epochs}", cwd=work
+    )
+    return best, time.perf_counter() - start
 
 
 def _map50(weights: Path, data: Path) -> float:
@@ -60,19 +68,24 @@ def _fused_scores(weights: Path, demo: Path, work: Path, name: str) -> dict[str,
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--demo", type=Path, default=Path("demo_output"), help="a finished mslong demo folder")
+    parser.add_argument(
+        "--demo", type=Path, default=Path("demo_output"), help="a finished mslong demo folder"
+    )
     parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument(
+        "--work", type=Path, default=Path("benchmarks/output/yolo_plain"), help="scratch folder"
+    )
     args = parser.parse_args()
-    demo = args.demo.resolve()
+    demo, work = args.demo.resolve(), args.work.resolve()
     data = demo / "export" / "phantom_long.yaml"
-    with tempfile.TemporaryDirectory() as tmp:
-        work = Path(tmp)
-        plain, seconds = _train_plain(data, work, args.epochs)
-        rows = {}
-        for name, weights in (("demo's YOLO", demo / "runs" / "yolo" / "weights" / "best.pt"), ("plain", plain)):
-            rows[name] = {"mask mAP50": _map50(weights, data), **_fused_scores(weights, demo, work, name)}
+    plain, seconds = _train_plain(data, work, args.epochs)
+    rows = {}
+    for name, weights in (("demo's YOLO", demo / "runs" / "yolo" / "weights" / "best.pt"), ("plain", plain)):
+        rows[name] = {"mask mAP50": _map50(weights, data), **_fused_scores(weights, demo, work, name)}
     table = pd.DataFrame(rows).T.rename_axis("YOLO")
-    print(f"\nplain `yolo segment train data=... model=... epochs={args.epochs}`: {seconds:.0f} s of training")
+    print(
+        f"\nplain `yolo segment train data=... model=... epochs={args.epochs}`: {seconds:.0f} s of training"
+    )
     print(table.to_string(float_format=lambda v: f"{v:.3f}"))
 
 

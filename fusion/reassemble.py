@@ -8,7 +8,23 @@ written as ``<case>.nii.gz``). The slice <-> volume relation is the export contr
 :func:`slicer.geometry.volume_from_images`; the baseline and follow-up volumes that rule
 needs are read back from the exported images' t0 and t1 channels.
 
->>> reassemble(ReassembleOptions(slices="export", preds=["preds/unext"], out="seg"))  # doctest: +SKIP
+An export's own mask PNGs, reassembled, give back the ground truth (the round trip is exact):
+
+>>> import tempfile
+>>> from slicer.export import ExportOptions, export_dataset
+>>> from slicer.phantom import write_phantom
+>>> tmp = tempfile.TemporaryDirectory(); root = Path(tmp.name)
+>>> _ = write_phantom(root / "phantom", cases=2, voxel=4.0)
+>>> _ = export_dataset(ExportOptions(dataset="phantom", root=root / "phantom", out=root / "export",
+...                                  spacing=4.0, val_fraction=0.5))
+>>> written = reassemble(ReassembleOptions(slices=root / "export", preds=[root / "export" / "masks" / "val"],
+...                                        out=root / "seg", split="val"))
+>>> sorted(path.name for path in (root / "seg").iterdir())
+['case000.nii.gz', 'provenance.json']
+>>> truth = nib.load(root / "phantom" / "case000" / "ground_truth.nii.gz").get_fdata()
+>>> bool((nib.load(written[0]).get_fdata() == truth).all())
+True
+>>> tmp.cleanup()
 """
 
 from __future__ import annotations
@@ -28,6 +44,7 @@ from tqdm import tqdm
 
 from fusion.existing import drop_existing_lesions
 from fusion.voting import Vote, fuse_views, operating_level
+from slicer.cluster import ClusterOptions, Shard, run_array, shard_of
 from slicer.errors import InputError
 from slicer.geometry import AXIS_OF, ORIENTATIONS, CaseGeometry, slice_image, volume_from_images
 from slicer.io import save_nifti, spacing_of
@@ -250,11 +267,15 @@ def _select(manifest: pd.DataFrame, options: ReassembleOptions, source: Path) ->
     return cases
 
 
-def reassemble(options: ReassembleOptions) -> list[Path]:
-    """Reassemble every selected case of an export; returns the masks written (or kept)."""
+def reassemble(
+    options: ReassembleOptions, shard: Shard | None = None, cluster: ClusterOptions | None = None
+) -> list[Path]:
+    """Reassemble every selected case of an export, or their ``shard`` (I, N), or, with
+    ``cluster``'s executor, in its tasks once this run has claimed ``out``; returns the masks
+    written (or kept), in case order."""
     slices, out = Path(options.slices), Path(options.out)
     manifest = read_manifest(slices / "manifest.csv")
-    cases = _select(manifest, options, slices / "manifest.csv")
+    cases = shard_of(_select(manifest, options, slices / "manifest.csv"), shard)
     # Only the chosen planes become views (e.g. a single-plane model: --orientations axial).
     manifest = manifest[manifest["orientation"].isin(options.orientations)]
     pred_dirs = [Path(p) for p in options.preds]
@@ -275,6 +296,9 @@ def reassemble(options: ReassembleOptions) -> list[Path]:
                 raise InputError(pred_dir, f"no prediction for case '{case}'")
     written = []
     with claim_folder(out, _record(options, pred_dirs, thresholds), "*.nii.gz", options.overwrite) as keep:
+        if cluster is not None and cluster.submits:  # the tasks accept this claim: they make the same record
+            shares = run_array(cluster, reassemble, len(cases), options=options)
+            return [mask for share in shares for mask in share]
         for case in tqdm(cases, desc="reassembling", unit="case", leave=False):
             target = out / f"{case}.nii.gz"
             prob_target = out / f"{case}_prob.nii.gz"

@@ -1,15 +1,30 @@
 """``slicer export``: a dataset of NIfTI cases -> the triplanar 2.5D dataset every model reads.
 
-Per case: load and check (t0, t1, masks), register t0 onto t1, resample to isotropic
-``spacing``, crop to the head, normalise, then write every slice of each orientation as a
-multi-page TIFF (channel recipe x neighbouring slices), its YOLO-seg label and its mask
-PNG. A case is finished when ``cases/<case>.json`` exists (written last), so re-running
-skips finished cases and a failure never leaves a half-written case. At the end the
-per-case manifests are joined into ``manifest.csv`` and the ultralytics YAML is written.
+Per case (:func:`prepare_export_case`, which ``slicer export-nnunet`` shares): load and check
+(t0, t1, masks), take the brain mask, register t0 onto t1, keep the field of view both scans
+acquired, resample to isotropic ``spacing``, crop to the brain plus 4 mm and normalise; then
+write every slice of each orientation as a multi-page TIFF (channel recipe x neighbouring
+slices), its YOLO-seg label and its mask PNG, the region of interest
+``cases/<case>_brain.nii.gz`` and the case's manifest rows. A case is finished when
+``cases/<case>.json`` exists (written last, with the settings that made it), so re-running
+skips finished cases, refuses ones exported with other settings unless ``overwrite``, and a
+failure never leaves a half-written case. At the end the per-case manifests are joined into
+``manifest.csv``, and ultralytics' lesion-balanced training listing (``yolo_train.txt``) and
+the dataset YAML are written.
 
->>> summary = export_dataset(ExportOptions(dataset="phantom", out=Path("export")))  # doctest: +SKIP
->>> summary.line()  # doctest: +SKIP
-'slicer export: 8 cases, 4512 slices (310 with lesions) in 41.2 s; failed: none -> export/phantom_long.yaml'
+>>> import tempfile
+>>> from slicer.phantom import write_phantom
+>>> tmp = tempfile.TemporaryDirectory(); root = Path(tmp.name)
+>>> _ = write_phantom(root / "phantom", cases=2, voxel=4.0)
+>>> options = ExportOptions(dataset="phantom", root=root / "phantom", out=root / "export", spacing=4.0)
+>>> summary = export_dataset(options)
+>>> summary.cases, summary.slices, summary.lesion_slices, summary.failed
+(2, 252, 27, {})
+>>> sorted(path.name for path in (root / "export").iterdir())
+['cases', 'images', 'labels', 'manifest.csv', 'masks', 'phantom_long.yaml', 'yolo_train.txt']
+>>> export_dataset(options).skipped  # finished cases are not exported again
+2
+>>> tmp.cleanup()
 """
 
 from __future__ import annotations
@@ -19,7 +34,7 @@ import multiprocessing
 import time
 import zlib
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +44,9 @@ from scipy import ndimage
 from tqdm import tqdm
 
 from slicer.brain import BRAIN_MASK_MODES, brain_mask
-from slicer.dataset_yaml import EXPORT_KEYS, SPLITS, channel_names, write_export_yaml, write_train_listing
-from slicer.datasets import Case, check_case, load_dataset
+from slicer.cluster import ClusterOptions, Shard, run_array, select_items
+from slicer.dataset_yaml import EXPORT_KEYS, channel_names, write_export_yaml, write_train_listing
+from slicer.datasets import SPLITS, Case, check_case, load_dataset
 from slicer.errors import InputError
 from slicer.evolution import simulate_evolution
 from slicer.geometry import ORIENTATIONS
@@ -73,6 +89,9 @@ class ExportOptions:
     drop_empty_fraction: float = 0.0
     simulate_evolution: bool = False
     workers: int = 1
+    # Export only these case ids (empty: all). The manifest, YAML and listing need every case:
+    # only a run over all of them writes those (slicer.cluster: the submitter, after its tasks).
+    cases: tuple[str, ...] = ()
     overwrite: bool = False
 
     @property
@@ -128,7 +147,7 @@ class ExportSummary:
         failed = ", ".join(f"{c} ({why})" for c, why in self.failed.items()) or "none"
         return (
             f"slicer export: {self.cases} cases ({self.skipped} already done), {self.slices} slices "
-            f"({self.lesion_slices} with lesions) in {self.seconds:.1f} s; failed: {failed} -> {self.yaml_path}"
+            f"({self.lesion_slices} with lesions) in {self.seconds:.1f} s; failed: {failed} -> {self.yaml_path or 'cases/ only'}"
         )
 
 
@@ -310,6 +329,9 @@ def export_case(
 
 
 def _write_yaml(options: ExportOptions, splits: set[str], manifest: pd.DataFrame) -> Path:
+    """``manifest.csv``, the training listing and the dataset YAML: what needs every case."""
+    with atomic_path(Path(options.out) / "manifest.csv") as tmp:
+        manifest.to_csv(tmp, index=False)
     return write_export_yaml(
         Path(options.out) / f"{options.yaml_name}.yaml",
         splits=splits,
@@ -360,11 +382,19 @@ def _run(
     return results
 
 
-def export_dataset(options: ExportOptions) -> ExportSummary:
-    """Export a whole dataset (see the module docstring); returns what was written."""
+def export_dataset(
+    options: ExportOptions, shard: Shard | None = None, cluster: ClusterOptions | None = None
+) -> ExportSummary:
+    """Export a whole dataset (see the module docstring), or the ``shard`` of its ``options.cases``;
+    with ``cluster``'s executor its tasks export the cases, and this run joins them."""
     started = time.perf_counter()
     cases, splits = select_cases(options)
+    cases = select_items(cases, options.cases, shard, key=lambda case: case.id)
     out = Path(options.out)
+    exported = 0  # by the cluster's tasks: every case is then finished, and skipped below
+    if cluster is not None and cluster.submits:
+        shares = run_array(cluster, export_dataset, len(cases), options=options)
+        exported, options = sum(s.cases - s.skipped for s in shares), replace(options, overwrite=False)
     for split in {"train", "val", *splits.values()}:
         for kind in ("images", "labels", "masks"):
             (out / kind / split).mkdir(parents=True, exist_ok=True)
@@ -375,7 +405,7 @@ def export_dataset(options: ExportOptions) -> ExportSummary:
             todo.append((case, splits[case.id]))
         else:
             tables[case.id] = done
-    skipped = len(tables)
+    skipped = len(tables) - exported
     failed = {}
     for case_id, table, problem in _run(todo, options):
         if problem is None:
@@ -384,8 +414,6 @@ def export_dataset(options: ExportOptions) -> ExportSummary:
             failed[case_id] = problem
             print(f"slicer export: case {case_id} left out: {problem}")
     manifest = pd.concat([tables[c.id] for c in cases if c.id in tables] or [empty_manifest()])
-    with atomic_path(out / "manifest.csv") as tmp:
-        manifest.to_csv(tmp, index=False)
     return ExportSummary(
         cases=len(tables),
         slices=len(manifest),
@@ -393,5 +421,5 @@ def export_dataset(options: ExportOptions) -> ExportSummary:
         seconds=time.perf_counter() - started,
         failed=failed,
         skipped=skipped,
-        yaml_path=_write_yaml(options, set(splits.values()), manifest),
+        yaml_path=_write_yaml(options, set(splits.values()), manifest) if len(cases) == len(splits) else None,
     )

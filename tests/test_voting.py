@@ -51,11 +51,25 @@ def test_triplanar_keeps_voxels_where_detecting_views_agree() -> None:
     weak[5:9, 5:9, 5] = 0.0  # one border plane only this view misses
     rim = np.zeros(SHAPE, np.float32)
     rim[5:9, 5:9, 4] = 0.8  # a rim one view sees, touching the lesion
-    mask, prob = fuse_views([strong + rim, weak, np.zeros(SHAPE, np.float32)], "triplanar", min_votes=2)
+    views = [strong + rim, weak, np.zeros(SHAPE, np.float32)]
+    mask, prob = fuse_views(views, "triplanar", min_votes=2, keep="mean")
     # candidate = union (lesion + rim), detected by 2 of 3 views; fused prob = mean of those 2
     assert prob[6, 6, 4] == pytest.approx(0.4) and mask[6, 6, 4] == 0  # rim: (0.8 + 0) / 2
     assert prob[6, 6, 5] == pytest.approx(0.45) and mask[6, 6, 5] == 0  # (0.9 + 0) / 2
     assert mask[5:9, 5:9, 6:9].all() and mask.sum() == 4 * 4 * 3
+    # keep="union" (the default): the whole candidate, at the maximum of its detecting views
+    mask, prob = fuse_views(views, "triplanar", min_votes=2)
+    assert prob[6, 6, 4] == pytest.approx(0.8) and mask[5:9, 5:9, 4:9].all() and mask.sum() == 4 * 4 * 5
+
+
+def test_two_planes_one_voxel_apart_keep_their_lesion() -> None:
+    """The mean of two views that mark neighbouring voxels is below the threshold at both."""
+    first, second = np.zeros(SHAPE, np.float32), np.zeros(SHAPE, np.float32)
+    first[5, 5, 5:7], second[5, 5, 7:9] = 0.9, 0.9  # one lesion, its two halves
+    views = [first, second, np.zeros(SHAPE, np.float32)]
+    union, _ = fuse_views(views, "triplanar", min_size_mm3=0)
+    assert union.sum() == 4 and union[5, 5, 5:9].all()
+    assert fuse_views(views, "triplanar", min_size_mm3=0, keep="mean")[0].sum() == 0
 
 
 def test_triplanar_candidate_split_by_the_mean_stays_one_lesion() -> None:
@@ -65,11 +79,14 @@ def test_triplanar_candidate_split_by_the_mean_stays_one_lesion() -> None:
     ends[5:8, 5:8, 10:12] = 0.9  # 18 voxels
     middle = ends.copy()
     middle[5:8, 5:8, 7:10] = 0.9
-    mask, _ = fuse_views([middle, ends, ends], "triplanar", min_votes=2, min_size_mm3=0)
+    mask, _ = fuse_views([middle, ends, ends], "triplanar", min_votes=2, min_size_mm3=0, keep="mean")
     assert mask.sum() == 27 and mask[5:8, 5:8, 4:7].all()  # the larger end only
     # two separate candidates keep a lesion each
-    mask, _ = fuse_views([ends, ends, ends], "triplanar", min_votes=2, min_size_mm3=0)
+    mask, _ = fuse_views([ends, ends, ends], "triplanar", min_votes=2, min_size_mm3=0, keep="mean")
     assert mask.sum() == 45
+    # the union keeps the candidate whole: one lesion, middle included
+    mask, _ = fuse_views([middle, ends, ends], "triplanar", min_votes=2, min_size_mm3=0)
+    assert mask.sum() == 72 and mask[5:8, 5:8, 4:12].all()
 
 
 def test_lesion_in_other_view_does_not_vote_for_a_distant_one() -> None:
@@ -78,11 +95,11 @@ def test_lesion_in_other_view_does_not_vote_for_a_distant_one() -> None:
     assert mask.sum() == 0
 
 
-@pytest.mark.parametrize("vote", VOTE_MODES)
-def test_identical_views_round_trip(vote: str) -> None:
+@pytest.mark.parametrize(("vote", "keep"), [(vote, "union") for vote in VOTE_MODES] + [("triplanar", "mean")])
+def test_identical_views_round_trip(vote: str, keep: str) -> None:
     rng = np.random.default_rng(0)
     view = (rng.random(SHAPE) > 0.7).astype(np.float32)  # many lesions, some tiny
-    mask, _ = fuse_views([view] * 3, vote, min_votes=2, min_size_mm3=0)
+    mask, _ = fuse_views([view] * 3, vote, min_votes=2, min_size_mm3=0, keep=keep)
     np.testing.assert_array_equal(mask, view.astype(np.uint8))
 
 
@@ -103,6 +120,10 @@ def test_min_votes_capped_at_the_number_of_views() -> None:
 def test_unknown_vote() -> None:
     with pytest.raises(ValueError, match="unknown vote"):
         fuse_views([_cube(2)], "maximum")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="unknown keep rule"):
+        fuse_views([_cube(2)], keep="max")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="unknown volume rule"):
+        fuse_views([_cube(2)], volume_rule="veto")  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("vote", VOTE_MODES)
