@@ -68,6 +68,11 @@ def reassemble_parser() -> argparse.ArgumentParser:
         default=list(ORIENTATIONS),
         help="planes whose slices become views (default: all three); e.g. axial for a one-plane model",
     )
+    parser.add_argument(
+        "--device",
+        default=None,
+        help="where an nnU-Net model folder among --preds runs (default: cuda if any)",
+    )
     parser.add_argument("--overwrite", action="store_true", help="rewrite cases already written")
     add_cluster_arguments(parser)
     return parser
@@ -119,6 +124,7 @@ def reassemble_main(argv: Sequence[str] | None = None) -> None:
         split=args.split,
         orientations=tuple(args.orientations),
         overwrite=args.overwrite,
+        device=args.device,
     )
     cluster = cluster_options(args, args.out, "reassemble")
     written = reassemble(options, cluster.shard, cluster)

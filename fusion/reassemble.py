@@ -43,8 +43,10 @@ from scipy import ndimage
 from tqdm import tqdm
 
 from fusion.existing import drop_existing_lesions
+from fusion.sources import PredictionSource, export_volumes, open_source
 from fusion.voting import Vote, fuse_views, operating_level
 from slicer.cluster import ClusterOptions, Shard, run_array, shard_of
+from slicer.devices import select_device
 from slicer.errors import InputError
 from slicer.geometry import AXIS_OF, ORIENTATIONS, CaseGeometry, slice_image, volume_from_images
 from slicer.io import save_nifti, spacing_of
@@ -52,7 +54,7 @@ from slicer.lesions import MIN_LESION_MM3, remove_small_lesions
 from slicer.manifest import read_manifest
 from slicer.predictions import decode_probability
 from slicer.provenance import claim_folder, operating_point, read_provenance
-from slicer.writer import read_roi, read_source_volume, source_channel
+from slicer.writer import read_roi
 
 __all__ = [
     "Thresholds",
@@ -91,6 +93,8 @@ class ReassembleOptions:
     split: str | None = None
     orientations: Sequence[str] = ORIENTATIONS
     overwrite: bool = False
+    # Where a trained nnU-Net model folder among ``preds`` runs (slicer.devices.select_device).
+    device: str | None = None
 
 
 def read_probability_png(path: Path, height: int, width: int) -> np.ndarray:
@@ -230,11 +234,8 @@ def read_baseline(
     export: Path, rows: pd.DataFrame, geometry: CaseGeometry
 ) -> tuple[np.ndarray, np.ndarray] | None:
     """The case's ``(t0, t1)`` export-grid volumes from its slices' centre channels (None without t0)."""
-    recipe, context = geometry.extra.get("recipe") or [], int(geometry.extra.get("context", 0))
-    channels = [source_channel(recipe, context, source) for source in ("t0", "t1")]
-    if None in channels:
-        return None
-    return tuple(read_source_volume(export, rows, geometry.shape, channel) for channel in channels)
+    volumes = export_volumes(export, rows, geometry, ("t0", "t1"))
+    return None if volumes is None else (volumes["t0"], volumes["t1"])
 
 
 def _t1_header(geometry: CaseGeometry) -> nib.Nifti1Header | None:
@@ -279,21 +280,17 @@ def reassemble(
     # Only the chosen planes become views (e.g. a single-plane model: --orientations axial).
     manifest = manifest[manifest["orientation"].isin(options.orientations)]
     pred_dirs = [Path(p) for p in options.preds]
-    listings = []
-    for pred_dir in pred_dirs:
-        if not pred_dir.is_dir():
-            raise InputError(pred_dir, "prediction folder not found")
-        listings.append(set(os.listdir(pred_dir)))
-    own = [operating_point(pred_dir, DEFAULT_THRESHOLD) for pred_dir in pred_dirs]
+    sources = [open_source(pred_dir, str(select_device(options.device))) for pred_dir in pred_dirs]
+    own = [
+        source.default_threshold or operating_point(source.folder, DEFAULT_THRESHOLD) for source in sources
+    ]
     thresholds = folder_thresholds(own if options.threshold is None else options.threshold, len(pred_dirs))
     geometries = {}
     for case in cases:  # check everything cheap before writing anything
         geometries[case] = CaseGeometry.load(slices / "cases" / f"{case}.json")
-        rows = manifest[manifest["case"] == case]
-        _check_rows(rows, geometries[case], slices / "manifest.csv")
-        for pred_dir, listing in zip(pred_dirs, listings, strict=True):
-            if not (rows["stem"] + ".png").isin(listing).any():
-                raise InputError(pred_dir, f"no prediction for case '{case}'")
+        _check_rows(manifest[manifest["case"] == case], geometries[case], slices / "manifest.csv")
+    for source in sources:
+        source.check(manifest, geometries)
     written = []
     with claim_folder(out, _record(options, pred_dirs, thresholds), "*.nii.gz", options.overwrite) as keep:
         if cluster is not None and cluster.submits:  # the tasks accept this claim: they make the same record
@@ -305,7 +302,7 @@ def reassemble(
             done = target.is_file() and (prob_target.is_file() or not options.save_prob)
             if not (keep and done):
                 rows = manifest[manifest["case"] == case]
-                _write_case(case, rows, geometries[case], pred_dirs, listings, thresholds, options)
+                _write_case(case, rows, geometries[case], sources, thresholds, options)
             written.append(target)
     return written
 
@@ -329,18 +326,17 @@ def _write_case(
     case: str,
     rows: pd.DataFrame,
     geometry: CaseGeometry,
-    pred_dirs: Sequence[Path],
-    listings: Sequence[set[str]],
+    sources: Sequence[PredictionSource],
     thresholds_per_folder: Sequence[float],
     options: ReassembleOptions,
 ) -> None:
     views, planes, thresholds = [], [], []
-    for pred_dir, listing, threshold in zip(pred_dirs, listings, thresholds_per_folder, strict=True):
-        folder_views = read_views(rows, geometry, pred_dir, listing)
+    export = Path(options.slices)
+    for source, threshold in zip(sources, thresholds_per_folder, strict=True):
+        folder_views = source.views(rows, geometry, export, read_views)
         views += folder_views.values()
         planes += folder_views.keys()
         thresholds += [threshold] * len(folder_views)
-    export = Path(options.slices)
     baseline = None if options.keep_existing else read_baseline(export, rows, geometry)
     mask, prob = reassemble_case(
         geometry,

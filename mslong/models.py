@@ -13,13 +13,16 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from slicer.dataset_yaml import recipe_from_groups
 from slicer.devices import select_device
 from slicer.errors import InputError
+
+if TYPE_CHECKING:
+    from slicer.prepare import PreparedCase
 
 __all__ = ["SLICING_KEYS", "Predictor", "load_predictor", "ensemble_settings"]
 
@@ -35,16 +38,19 @@ class Predictor:
     """A loaded model: ``predict(images, batch=...)`` yields one (H, W) probability per (C, H, W) image.
 
     ``threshold`` is the model's own operating point: the probability above which it calls a pixel.
-    ``export`` holds the export settings it was trained on (empty for older checkpoints).
+    ``export`` holds the export settings it was trained on (empty for older checkpoints). A 3D
+    model (nnU-Net) has ``predict_volume`` instead: the prepared pair in, one probability
+    volume on its export grid out.
     """
 
     name: str
     recipe: tuple[str, ...]
     context: int
-    predict: PredictFn
+    predict: PredictFn | None
     threshold: float
     weights: Path = Path()
     export: dict[str, Any] = field(default_factory=dict)
+    predict_volume: Callable[[PreparedCase], np.ndarray] | None = None
 
 
 def _unext(weights: Path, device: str) -> Predictor:
@@ -75,9 +81,24 @@ def _yolo(weights: Path, device: str) -> Predictor:
     return Predictor(name, recipe, context, predict, DECISION_THRESHOLD, weights, block.get("export") or {})
 
 
+def _nnunet(folder: Path, device: str) -> Predictor:
+    from fusion.volumes import NNUNET_THRESHOLD, load_nnunet_model
+
+    model = load_nnunet_model(folder, device)
+
+    def predict_volume(prepared: PreparedCase) -> np.ndarray:
+        return model.predict(prepared.geometry, prepared.volumes)
+
+    return Predictor(
+        f"nnunet:{folder.name}", (), 0, None, NNUNET_THRESHOLD, folder, predict_volume=predict_volume
+    )
+
+
 def load_predictor(weights: str | Path, device: str | None = None) -> Predictor:
-    """Load a UNeXt or YOLO checkpoint, whichever ``weights`` is."""
+    """Load a UNeXt or YOLO checkpoint, or a trained nnU-Net model folder, whichever ``weights`` is."""
     weights, device = Path(weights), str(select_device(device))
+    if weights.is_dir():
+        return _nnunet(weights, device)
     if not weights.is_file():
         raise InputError(weights, "weights file not found")
     try:

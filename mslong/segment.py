@@ -24,6 +24,7 @@ from tqdm import tqdm
 from fusion.baseline import subtraction_baseline
 from fusion.metrics import Lesions
 from fusion.reassemble import folder_thresholds, reassemble_case
+from fusion.voting import VOLUME
 from slicer.brain import brain_mask
 from slicer.errors import InputError
 from slicer.geometry import AXIS_OF, ORIENTATIONS, volume_from_images
@@ -86,9 +87,13 @@ def check_same_subject(
 def predict_views(
     prepared: PreparedCase, predictors: Sequence, batch: int = 16
 ) -> list[tuple[str, np.ndarray]]:
-    """``(orientation, export-grid probability volume)`` per (model, orientation), sliced in memory."""
+    """``(orientation, export-grid probability volume)`` per (model, orientation), sliced in memory;
+    a 3D model gives one view, of orientation :data:`fusion.voting.VOLUME`."""
     views = []
     for predictor in predictors:
+        if predictor.predict_volume is not None:
+            views.append((VOLUME, predictor.predict_volume(prepared)))
+            continue
         for orientation in ORIENTATIONS:
             count = prepared.geometry.shape[AXIS_OF[orientation]]
             images = (
@@ -177,7 +182,8 @@ def segment_patient(
     planes = None
     if predictors:
         planes, views = zip(*predict_views(prepared, predictors, batch=batch), strict=True)
-        threshold = [t for t in per_model for _ in ORIENTATIONS]  # one per view
+        per_view = [1 if p.predict_volume is not None else len(ORIENTATIONS) for p in predictors]
+        threshold = [t for t, n in zip(per_model, per_view, strict=True) for _ in range(n)]
     else:  # one view, nothing to vote on
         views = [
             subtraction_baseline(

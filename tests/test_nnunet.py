@@ -8,6 +8,7 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+import pandas as pd
 import pytest
 
 from fusion.volumes import (
@@ -297,3 +298,47 @@ def test_two_3d_views_merge_into_one_voter(tmp_path: Path) -> None:
     twice = [*views, views[-1]]
     mask, _ = fuse_views(twice, planes=[*PLANES, VOLUME, VOLUME], min_size_mm3=0)
     assert not mask[lesions["3D alone"]]  # one 3D model counted twice would pass 2 of 5
+
+
+def test_reassemble_votes_an_nnunet_folder_with_png_planes(
+    phantom_export: Path, phantom_root: Path, tmp_path: Path
+) -> None:
+    """``reassemble --preds PNGS NNUNET``: 3 planes + the 3D view, 2 of 4 votes; a blob only nnU-Net sees goes."""
+    from scipy import ndimage
+
+    from fusion.reassemble import ReassembleOptions, reassemble
+
+    cases = {c.id: c for c in load_dataset("phantom", root=phantom_root)}
+    manifest = pd.read_csv(phantom_export / "manifest.csv", dtype={"case": str})
+    val = sorted(manifest.loc[manifest["split"] == "val", "case"].unique())
+    nnunet = tmp_path / "nnunet"
+    nnunet.mkdir()
+    (nnunet / "predict_from_raw_data_args.json").write_text("{}")
+    truth = {}
+    for case in val:
+        img = nib.load(cases[case].consensus)
+        truth[case] = np.asarray(img.dataobj) > 0
+        brain = load_mask(cases[case].brain_mask)[0] > 0
+        free = ndimage.binary_erosion(brain, iterations=4) & ~ndimage.binary_dilation(
+            truth[case], iterations=4
+        )
+        x, y, z = np.argwhere(free)[len(np.argwhere(free)) // 2]
+        extra = truth[case].copy()
+        extra[x - 1 : x + 2, y - 1 : y + 2, z - 1 : z + 2] = (
+            True  # in the brain, where no plane sees a lesion
+        )
+        nib.save(nib.Nifti1Image(extra.astype(np.uint8), img.affine), nnunet / f"{case}.nii.gz")
+    out = tmp_path / "seg"
+    reassemble(
+        ReassembleOptions(
+            slices=phantom_export,
+            preds=[phantom_export / "masks" / "val", nnunet],
+            out=out,
+            split="val",
+            keep_existing=True,
+        )
+    )
+    record = json.loads((out / "provenance.json").read_text())
+    assert record["thresholds"] == [0.5, 0.5]
+    for case in val:
+        np.testing.assert_array_equal(np.asarray(nib.load(out / f"{case}.nii.gz").dataobj) > 0, truth[case])
