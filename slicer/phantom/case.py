@@ -9,14 +9,11 @@ disagree mildly; the ground truth is the voxels at least 3 of them marked.
 
 The realistic mode adds a head (:mod:`~slicer.phantom.head`) on a clinical field of view,
 optional thick slices, integer storage and a t0 whose field of view ends earlier
-(:mod:`~slicer.phantom.acquisition`). Its draws come from a generator of their own, so the
-default mode stays what it was.
+(:mod:`~slicer.phantom.acquisition`), drawn by a generator of their own (the default is unchanged).
 
 >>> case = make_case(0, seed=0, voxel=4.0, realistic=True)
->>> case.t1.dtype in (np.uint16, np.int16), case.t1.shape, case.consensus.shape
-(True, (60, 60, 52), (60, 60, 52))
->>> case.row["new_lesions"], case.row["scanner"]
-(7, 'siemens_aera_1.5T')
+>>> case.t1.dtype in (np.uint16, np.int16), case.consensus.shape, case.row["new_lesions"], case.row["scanner"]
+(True, (60, 60, 52), 7, 'siemens_aera_1.5T')
 """
 
 from __future__ import annotations
