@@ -61,6 +61,9 @@ THREAD_VARIABLES = (
     "MKL_NUM_THREADS",
     "OPENBLAS_NUM_THREADS",
     "ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS",
+    # numexpr refuses (and prints so) more threads than a maximum an ultralytics parent may have set.
+    "NUMEXPR_MAX_THREADS",
+    "NUMEXPR_NUM_THREADS",
 )
 POLL_SECONDS = {"local": 1.0, "slurm": 15.0}  # how often the submitter looks at its tasks
 # The argparse destinations of add_cluster_arguments' flags.

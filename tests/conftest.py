@@ -15,6 +15,10 @@ import pytest
 # Tests run on the CPU with few threads: the suite must fit two cores.
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 os.environ.setdefault("OMP_NUM_THREADS", "2")
+# Importing ultralytics sets NUMEXPR_MAX_THREADS to its own thread count (1 on two cores); the
+# command lines the tests start inherit it, and numexpr (pandas' accelerator) then prints an error
+# line when OMP_NUM_THREADS asks for more. Asking numexpr for one thread keeps stderr clean.
+os.environ["NUMEXPR_NUM_THREADS"] = "1"
 
 # Small and fast: 2 mm voxels (about 100x115x95), 4 cases, one without new lesions.
 PHANTOM_VOXEL_MM = 2.0
