@@ -55,39 +55,22 @@ def _cases(args: argparse.Namespace) -> None:
     )
 
 
+def _export_options(args: argparse.Namespace):  # noqa: ANN202 - ExportOptions, imported lazily
+    """The ExportOptions both writers take: every field this command has a flag for."""
+    from dataclasses import fields
+
+    from slicer.export import ExportOptions
+
+    given = {f.name: getattr(args, f.name) for f in fields(ExportOptions) if hasattr(args, f.name)}
+    return ExportOptions(**{k: tuple(v) if isinstance(v, list) else v for k, v in given.items()})
+
+
 def _export(args: argparse.Namespace) -> None:
     from slicer.cluster import cluster_options
-    from slicer.export import ExportOptions, export_dataset
+    from slicer.export import export_dataset
 
     cluster = cluster_options(args, args.out, "slicer-export")
-    summary = export_dataset(
-        ExportOptions(
-            dataset=args.dataset,
-            out=args.out,
-            root=args.root,
-            registry=args.registry,
-            name=args.name,
-            spacing=args.spacing,
-            orientations=tuple(args.orientations),
-            recipe=tuple(args.recipe),
-            context=args.context,
-            register=args.register,
-            brain_mask=args.brain_mask,
-            match_histograms=args.match_histograms,
-            label=args.label,
-            val_fraction=args.val_fraction,
-            split=args.split,
-            seed=args.seed,
-            drop_empty_fraction=args.drop_empty_fraction,
-            simulate_evolution=args.simulate_evolution,
-            workers=args.workers,
-            overwrite=args.overwrite,
-            cases=tuple(args.cases),
-        ),
-        cluster.shard,
-        cluster,
-    )
-    print(summary.line())
+    print(export_dataset(_export_options(args), cluster.shard, cluster).line())
 
 
 def _add_preparation_arguments(parser: argparse.ArgumentParser) -> None:
@@ -158,28 +141,9 @@ def _add_export_parser(commands: argparse._SubParsersAction) -> None:
 
 
 def _export_nnunet(args: argparse.Namespace) -> None:
-    from slicer.export import ExportOptions
     from slicer.nnunet import export_nnunet
 
-    options = ExportOptions(
-        dataset=args.dataset,
-        out=args.out,
-        root=args.root,
-        registry=args.registry,
-        name=args.name,
-        spacing=args.spacing,
-        register=args.register,
-        brain_mask=args.brain_mask,
-        match_histograms=args.match_histograms,
-        label=args.label,
-        val_fraction=args.val_fraction,
-        split=args.split,
-        seed=args.seed,
-        simulate_evolution=args.simulate_evolution,
-        workers=args.workers,
-        overwrite=args.overwrite,
-    )
-    print(export_nnunet(options, args.id, diff=args.diff).line())
+    print(export_nnunet(_export_options(args), args.id, diff=args.diff).line())
 
 
 def _add_export_nnunet_parser(commands: argparse._SubParsersAction) -> None:
