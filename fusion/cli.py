@@ -11,10 +11,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from fusion.voting import VOTE_MODES
-from slicer.cluster import add_cluster_arguments, cluster_options
+from slicer.arguments import defaults_from
+from slicer.cluster import CLUSTER_DESTS, add_cluster_arguments, cluster_options
+from slicer.datasets import SPLITS
 from slicer.errors import cli_entry
 from slicer.geometry import ORIENTATIONS
-from slicer.lesions import MIN_LESION_MM3
 
 __all__ = ["reassemble_main", "evaluate_main", "reassemble_parser", "evaluate_parser"]
 
@@ -24,34 +25,32 @@ def reassemble_parser() -> argparse.ArgumentParser:
         prog="reassemble",
         description="Stack per-slice probability PNGs back into 3D, vote across planes and write "
         "<case>.nii.gz (binary new-lesion mask) in each case's original t1 grid.",
+        **defaults_from("fusion.reassemble:ReassembleOptions"),
     )
     parser.add_argument("--slices", type=Path, required=True, help="the slicer export (manifest.csv, cases/)")
     parser.add_argument(
         "--preds", type=Path, nargs="+", required=True, help="prediction folder(s) of <stem>.png (prob*255)"
     )
     parser.add_argument("--out", type=Path, required=True, help="output folder")
-    parser.add_argument(
-        "--vote", choices=VOTE_MODES, default="triplanar", help="fusion rule (default triplanar)"
-    )
+    parser.add_argument("--vote", choices=VOTE_MODES, help="fusion rule")
     parser.add_argument(
         "--min-votes",
         type=int,
-        default=None,
         help="planes that must agree; the models of one plane merge first (default: 2 of 3)",
     )
     parser.add_argument(
         "--threshold",
         type=float,
         nargs="+",
-        default=None,
         help="probability a view must exceed: one value, or one per --preds folder (default: each "
         "folder's model's own operating point from its provenance.json: UNeXt 0.5, YOLO 0.25)",
     )
     parser.add_argument(
         "--min-size",
+        dest="min_size_mm3",
+        metavar="MM3",
         type=float,
-        default=MIN_LESION_MM3,
-        help="drop lesions of this many mm³ or less (default 3)",
+        help="drop lesions of this many mm³ or less",
     )
     parser.add_argument(
         "--keep-existing",
@@ -59,19 +58,16 @@ def reassemble_parser() -> argparse.ArgumentParser:
         help="keep lesions already hyperintense at baseline (default: drop them, they are not new)",
     )
     parser.add_argument("--save-prob", action="store_true", help="also write <case>_prob.nii.gz (float32)")
-    parser.add_argument("--cases", nargs="+", default=(), help="only these case ids")
-    parser.add_argument("--split", choices=("train", "val", "test"), help="only the cases of this split")
+    parser.add_argument("--cases", nargs="+", help="only these case ids")
+    parser.add_argument("--split", choices=SPLITS, help="only the cases of this split")
     parser.add_argument(
         "--orientations",
         nargs="+",
         choices=ORIENTATIONS,
-        default=list(ORIENTATIONS),
-        help="planes whose slices become views (default: all three); e.g. axial for a one-plane model",
+        help="planes whose slices become views; e.g. axial for a one-plane model",
     )
     parser.add_argument(
-        "--device",
-        default=None,
-        help="where an nnU-Net model folder among --preds runs (default: cuda if any)",
+        "--device", help="where an nnU-Net model folder among --preds runs (default: cuda if any)"
     )
     parser.add_argument("--overwrite", action="store_true", help="rewrite cases already written")
     add_cluster_arguments(parser)
@@ -83,15 +79,18 @@ def evaluate_parser() -> argparse.ArgumentParser:
         prog="lesion-eval",
         description="Score <case>.nii.gz predictions by the MSSEG-2 rules against a dataset's "
         "consensus and raters; write metrics.csv, inter_rater.csv, lesions.csv, summary.md and figures.",
+        **defaults_from("fusion.evaluate:EvaluateOptions"),
     )
     parser.add_argument("--pred", type=Path, required=True, help="folder of <case>.nii.gz predictions")
     parser.add_argument("--dataset", required=True, help="dataset name in datasets.yaml (msseg2, phantom...)")
     parser.add_argument("--root", type=Path, help="dataset root; overrides datasets.yaml")
     parser.add_argument("--registry", type=Path, help="dataset registry YAML")
     parser.add_argument("--out", type=Path, required=True, help="output folder")
-    parser.add_argument("--cases", nargs="+", default=(), help="only these case ids")
-    parser.add_argument("--no-figures", action="store_true", help="skip the per-case figures")
-    parser.add_argument("--workers", type=int, default=2, help="processes (default 2)")
+    parser.add_argument("--cases", nargs="+", help="only these case ids")
+    parser.add_argument(
+        "--no-figures", dest="figures", action="store_false", help="skip the per-case figures"
+    )
+    parser.add_argument("--workers", type=int, help="processes")
     return parser
 
 
@@ -104,32 +103,18 @@ def _check_fraction(parser: argparse.ArgumentParser, value: float, flag: str) ->
 def reassemble_main(argv: Sequence[str] | None = None) -> None:
     parser = reassemble_parser()
     args = parser.parse_args(argv)
-    for threshold in args.threshold or ():
+    for threshold in getattr(args, "threshold", ()):
         _check_fraction(parser, threshold, "--threshold")
-    if args.min_votes is not None and args.min_votes < 1:
+    if getattr(args, "min_votes", 1) < 1:
         parser.error(f"--min-votes must be at least 1, got {args.min_votes}")
     from fusion.reassemble import ReassembleOptions, reassemble
 
-    options = ReassembleOptions(
-        slices=args.slices,
-        preds=args.preds,
-        out=args.out,
-        vote=args.vote,
-        min_votes=args.min_votes,
-        threshold=args.threshold,
-        min_size_mm3=args.min_size,
-        keep_existing=args.keep_existing,
-        save_prob=args.save_prob,
-        cases=args.cases,
-        split=args.split,
-        orientations=tuple(args.orientations),
-        overwrite=args.overwrite,
-        device=args.device,
-    )
+    given = {key: value for key, value in vars(args).items() if key not in CLUSTER_DESTS}
+    options = ReassembleOptions(**{k: tuple(v) if isinstance(v, list) else v for k, v in given.items()})
     cluster = cluster_options(args, args.out, "reassemble")
     written = reassemble(options, cluster.shard, cluster)
-    views = f"{len(args.preds)} folder(s) x {len(args.orientations)} plane(s)"
-    print(f"reassemble: wrote {len(written)} case(s) ({args.vote} vote over {views}) to {args.out}")
+    views = f"{len(options.preds)} folder(s) x {len(options.orientations)} plane(s)"
+    print(f"reassemble: wrote {len(written)} case(s) ({options.vote} vote over {views}) to {options.out}")
 
 
 @cli_entry
@@ -137,16 +122,5 @@ def evaluate_main(argv: Sequence[str] | None = None) -> None:
     args = evaluate_parser().parse_args(argv)
     from fusion.evaluate import EvaluateOptions, evaluate, summary_line
 
-    table = evaluate(
-        EvaluateOptions(
-            pred=args.pred,
-            dataset=args.dataset,
-            out=args.out,
-            root=args.root,
-            registry=args.registry,
-            cases=args.cases,
-            figures=not args.no_figures,
-            workers=args.workers,
-        )
-    )
+    table = evaluate(EvaluateOptions(**vars(args)))
     print(f"lesion-eval: {summary_line(table)}; wrote metrics.csv, lesions.csv, summary.md to {args.out}")

@@ -76,7 +76,7 @@ def _check_segment_inputs(parser: argparse.ArgumentParser, args: argparse.Namesp
             parser.error("--list takes --out DIR, not -t1/-t2/-o")
     elif None in one or args.out is not None:
         parser.error("give -t1, -t2 and -o (one patient), or --list pairs.csv --out DIR (many)")
-    elif args.executor is not None or args.shard is not None or args.cases:
+    elif hasattr(args, "executor") or hasattr(args, "shard") or args.cases:
         raise InputError("--executor/--shard/--cases", "share out a --list of pairs, not one patient")
 
 

@@ -9,8 +9,11 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
+from slicer.arguments import defaults_from
 from slicer.cluster import add_cluster_arguments
 from slicer.errors import cli_entry
+
+OPTIONS = "slicer.export_options:ExportOptions"  # where the export flags' defaults live
 
 __all__ = ["main", "build_parser"]
 
@@ -76,65 +79,48 @@ def _export(args: argparse.Namespace) -> None:
 def _add_preparation_arguments(parser: argparse.ArgumentParser) -> None:
     """What both writers share: how each case is loaded, registered, masked and split."""
     _add_dataset_arguments(parser)
+    parser.add_argument("--spacing", type=float, help="isotropic export spacing in mm")
     parser.add_argument(
-        "--spacing", type=float, default=1.0, help="isotropic export spacing in mm (default 1.0)"
-    )
-    parser.add_argument(
-        "--register",
-        default="auto",
-        choices=["auto", "rigid", "affine", "none"],
-        help="t0 to t1 (default auto)",
+        "--register", help="t0 to t1: auto (rigid, affine where it fits better), rigid, affine or none"
     )
     parser.add_argument(
         "--brain-mask",
-        default="auto",
-        choices=["auto", "dataset", "compute", "none"],
         help="where lesions are looked for: the dataset's brain mask, one computed by deepbet, or "
-        "the whole head (default auto: the dataset's when it ships one, else computed)",
+        "the whole head (auto: the dataset's when it ships one, else computed; dataset, compute, none)",
     )
     parser.add_argument(
         "--match-histograms", action="store_true", help="map t0's histogram onto t1's in the brain"
     )
-    parser.add_argument("--label", default="consensus", help="consensus, rater:N or soft (default consensus)")
-    parser.add_argument(
-        "--val-fraction", type=float, default=0.2, help="share of validation cases (default 0.2)"
-    )
+    parser.add_argument("--label", help="consensus, rater:N or soft")
+    parser.add_argument("--val-fraction", type=float, help="share of validation cases")
     parser.add_argument(
         "--split",
-        choices=("train", "val", "test"),
-        help="put every case in this split (e.g. test, for a held-out release) instead of --val-fraction",
+        help="put every case in this split (train, val or test; e.g. test for a held-out release) "
+        "instead of --val-fraction",
     )
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--seed", type=int, help="random seed")
     parser.add_argument(
         "--simulate-evolution", action="store_true", help="pseudo t0 for single-time-point data (MSSEG-1)"
     )
 
 
 def _add_export_parser(commands: argparse._SubParsersAction) -> None:
-    export = commands.add_parser("export", help="write the triplanar 2.5D dataset (TIFF, YOLO labels, masks)")
+    export = commands.add_parser(
+        "export", help="write the triplanar 2.5D dataset (TIFF, YOLO labels, masks)", **defaults_from(OPTIONS)
+    )
     _add_preparation_arguments(export)
     export.add_argument("--out", type=Path, required=True, help="output folder of the 2D dataset")
     export.add_argument("--name", help="dataset YAML name (default <dataset>_long)")
+    export.add_argument("--orientations", nargs="+", help="slice orientations")
+    export.add_argument("--recipe", nargs="+", help="channel sources (t1, t0, diff), t1 first")
+    export.add_argument("--context", type=int, help="neighbouring slices on each side")
     export.add_argument(
-        "--orientations", nargs="+", default=["axial", "coronal", "sagittal"], help="slice orientations"
+        "--drop-empty-fraction", type=float, help="share of lesion-free training slices left out"
     )
-    export.add_argument(
-        "--recipe",
-        nargs="+",
-        default=["t1", "t0", "diff"],
-        help="channel sources, t1 first (default t1 t0 diff)",
-    )
-    export.add_argument("--context", type=int, default=1, help="neighbouring slices on each side (default 1)")
-    export.add_argument(
-        "--drop-empty-fraction",
-        type=float,
-        default=0.0,
-        help="share of lesion-free training slices left out (default 0)",
-    )
-    export.add_argument("--workers", type=int, default=1, help="cases exported in parallel (default 1)")
+    export.add_argument("--workers", type=int, help="cases exported in parallel")
     export.add_argument("--overwrite", action="store_true", help="re-export finished cases")
     export.add_argument(
-        "--cases", nargs="+", default=[], help="only these case ids (manifest.csv and the YAML wait for all)"
+        "--cases", nargs="+", help="only these case ids (manifest.csv and the YAML wait for all)"
     )
     add_cluster_arguments(export)
     export.set_defaults(run=_export)
@@ -150,15 +136,16 @@ def _add_export_nnunet_parser(commands: argparse._SubParsersAction) -> None:
     export = commands.add_parser(
         "export-nnunet",
         help="write the same prepared cases as an nnU-Net v2 raw dataset (t0, t1 [, diff] as channels)",
+        **defaults_from(OPTIONS),
     )
     _add_preparation_arguments(export)
     export.add_argument("--out", type=Path, required=True, help="the nnUNet_raw folder to write into")
     export.add_argument("--id", type=int, required=True, help="nnU-Net dataset id, 1 to 999 (e.g. 501)")
     export.add_argument("--name", help="dataset name: Dataset<id>_<name> (default: --dataset)")
-    export.add_argument("--diff", action="store_true", help="add the t1 - t0 difference as a third channel")
     export.add_argument(
-        "--workers", type=int, default=1, help="processes of nnU-Net's integrity check (default 1)"
+        "--diff", action="store_true", default=False, help="add the t1 - t0 difference as a third channel"
     )
+    export.add_argument("--workers", type=int, help="processes of nnU-Net's integrity check")
     export.add_argument("--overwrite", action="store_true", help="replace an existing Dataset<id>_<name>")
     export.set_defaults(run=_export_nnunet)
 

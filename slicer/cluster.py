@@ -66,18 +66,19 @@ THREAD_VARIABLES = (
     "NUMEXPR_NUM_THREADS",
 )
 POLL_SECONDS = {"local": 1.0, "slurm": 15.0}  # how often the submitter looks at its tasks
-# The argparse destinations of add_cluster_arguments' flags.
-CLUSTER_DESTS = (
-    "executor",
-    "shards",
-    "shard",
-    "slurm_partition",
-    "slurm_time",
-    "slurm_gpus",
-    "slurm_cpus",
-    "slurm_mem",
-    "cluster_logs",
-)
+# The argparse destination of each add_cluster_arguments flag -> its ClusterOptions field.
+CLUSTER_FIELDS = {
+    "executor": "executor",
+    "shards": "shards",
+    "shard": "shard",
+    "slurm_partition": "partition",
+    "slurm_time": "minutes",
+    "slurm_gpus": "gpus",
+    "slurm_cpus": "cpus",
+    "slurm_mem": "mem_gb",
+    "cluster_logs": "logs",
+}
+CLUSTER_DESTS = tuple(CLUSTER_FIELDS)
 
 Shard = tuple[int, int]  # (I, N): the I-th of N shares, 1 <= I <= N
 T = TypeVar("T")
@@ -134,63 +135,44 @@ class ClusterOptions:
 
 
 def add_cluster_arguments(parser: argparse.ArgumentParser) -> None:
-    """The flags of :class:`ClusterOptions` (read back with :func:`cluster_options`)."""
+    """The flags of :class:`ClusterOptions` (read back with :func:`cluster_options`).
+
+    An unset flag stays out of the namespace: :class:`ClusterOptions` holds the defaults.
+    """
     group = parser.add_argument_group("cluster jobs (docs/cluster.md)")
-    group.add_argument(
+    flag = partial(group.add_argument, default=argparse.SUPPRESS)
+    flag(
         "--executor",
         metavar="{local,slurm}",
         help="submit one array job of --shards tasks through submitit and wait (local: subprocesses "
         "here); default: work in this process",
     )
-    group.add_argument(
-        "--shards",
-        type=int,
-        default=DEFAULT_SHARDS,
-        metavar="N",
-        help=f"tasks of the array job (default {DEFAULT_SHARDS})",
-    )
-    group.add_argument("--shard", metavar="I/N", help="without --executor: do only the I-th of N shares here")
-    group.add_argument("--slurm-partition", metavar="NAME", help="SLURM partition")
-    group.add_argument(
+    flag("--shards", type=int, metavar="N", help=f"tasks of the array job (default {DEFAULT_SHARDS})")
+    flag("--shard", metavar="I/N", help="without --executor: do only the I-th of N shares here")
+    flag("--slurm-partition", metavar="NAME", help="SLURM partition")
+    flag(
         "--slurm-time",
         type=int,
-        default=DEFAULT_MINUTES,
         metavar="MIN",
         help=f"time limit of each task, minutes (default {DEFAULT_MINUTES}; local tasks too)",
     )
-    group.add_argument(
-        "--slurm-gpus",
-        type=int,
-        default=0,
-        metavar="N",
-        help="GPUs per task (default 0; local tasks see the first N)",
-    )
-    group.add_argument(
+    flag("--slurm-gpus", type=int, metavar="N", help="GPUs per task (default 0; local tasks see the first N)")
+    flag(
         "--slurm-cpus",
         type=int,
         metavar="N",
         help=f"CPU cores per task, and its thread cap (default: slurm {DEFAULT_SLURM_CPUS}, local cores/shards)",
     )
-    group.add_argument("--slurm-mem", type=float, metavar="GB", help="memory per task (SLURM)")
-    group.add_argument(
-        "--cluster-logs", type=Path, metavar="DIR", help="submitit's folder (default OUT/.submitit)"
-    )
+    flag("--slurm-mem", type=float, metavar="GB", help="memory per task (SLURM)")
+    flag("--cluster-logs", type=Path, metavar="DIR", help="submitit's folder (default OUT/.submitit)")
 
 
 def cluster_options(args: argparse.Namespace, out: str | Path, name: str) -> ClusterOptions:
     """The checked :class:`ClusterOptions` of parsed arguments; logs go under ``out`` by default."""
-    options = ClusterOptions(
-        executor=args.executor,
-        shards=args.shards,
-        shard=None if args.shard is None else parse_shard(args.shard),
-        partition=args.slurm_partition,
-        minutes=args.slurm_time,
-        gpus=args.slurm_gpus,
-        cpus=args.slurm_cpus,
-        mem_gb=args.slurm_mem,
-        logs=args.cluster_logs or Path(out) / ".submitit",
-        name=name,
-    )
+    given = {field: getattr(args, dest) for dest, field in CLUSTER_FIELDS.items() if hasattr(args, dest)}
+    if "shard" in given:
+        given["shard"] = parse_shard(given["shard"])
+    options = ClusterOptions(**{"logs": Path(out) / ".submitit", **given, "name": name})
     options.check()
     return options
 

@@ -9,52 +9,58 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from slicer.arguments import defaults_from
 from slicer.cluster import CLUSTER_DESTS, add_cluster_arguments, cluster_options
 from slicer.errors import cli_entry
+from unext_long.options import LOSS_NAMES, MODEL_SIZES, STEMS
 
 __all__ = ["main", "build_parser"]
 
 
 def _add_train(commands: argparse._SubParsersAction) -> None:
-    parser = commands.add_parser("train", help="train UNeXt on a slicer export")
-    parser.add_argument("--data", type=Path, required=True, help="dataset YAML written by slicer export")
-    parser.add_argument("--epochs", type=int, default=100)
-    parser.add_argument("--imgsz", type=int, default=256, help="side of the square training crops")
-    parser.add_argument("--batch", type=int, default=8, help="slices per step, in all (split over --gpus)")
-    parser.add_argument("--lr", type=float, default=1e-3, help="initial AdamW learning rate (cosine decay)")
-    parser.add_argument("--weight-decay", type=float, default=1e-4)
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    parser.add_argument("--stem", choices=("early", "siamese"), default="early", help="two-timepoint stem")
-    parser.add_argument("--size", choices=("unext", "unext-s"), default="unext")
-    parser.add_argument("--loss", choices=("bce-dice", "focal-tversky"), default="bce-dice")
-    parser.add_argument(
-        "--lesion-fraction", type=float, default=0.5, help="share of lesion slices drawn per epoch"
+    parser = commands.add_parser(
+        "train", help="train UNeXt on a slicer export", **defaults_from("unext_long.options:TrainOptions")
     )
+    parser.add_argument("--data", type=Path, required=True, help="dataset YAML written by slicer export")
+    parser.add_argument("--epochs", type=int, help="passes over the training slices")
+    parser.add_argument("--imgsz", type=int, help="side of the square training crops")
+    parser.add_argument("--batch", type=int, help="slices per step, in all (split over --gpus)")
+    parser.add_argument("--lr", type=float, help="initial AdamW learning rate (cosine decay)")
+    parser.add_argument("--weight-decay", type=float, help="AdamW weight decay")
+    parser.add_argument("--device", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument("--stem", choices=STEMS, help="two-timepoint stem")
+    parser.add_argument("--size", choices=MODEL_SIZES, help="network width")
+    parser.add_argument("--loss", choices=LOSS_NAMES, help="training loss")
+    parser.add_argument("--lesion-fraction", type=float, help="share of lesion slices drawn per epoch")
     parser.add_argument("--max-slices", type=int, help="use a seeded random subset of each split")
     parser.add_argument("--time-limit", type=float, help="minutes; the schedule is shortened to fit")
-    parser.add_argument("--project", type=Path, default=Path("runs/unext"))
-    parser.add_argument("--name", default="exp")
+    parser.add_argument("--project", type=Path, help="folder of the runs")
+    parser.add_argument("--name", help="run folder inside --project")
     parser.add_argument("--resume", action="store_true", help="continue <project>/<name> from last.pt")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing run")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--workers", type=int, default=2, help="data-loading processes (per GPU)")
+    parser.add_argument("--seed", type=int, help="random seed")
+    parser.add_argument("--workers", type=int, help="data-loading processes (per GPU)")
     parser.add_argument(
         "--gpus",
         type=int,
         default=1,
-        help="train on N GPUs with DDP (runs torchrun; with --device cpu: N CPU ranks)",
+        help="train on N GPUs with DDP (runs torchrun; with --device cpu: N CPU ranks; default 1)",
     )
 
 
 def _add_predict(commands: argparse._SubParsersAction) -> None:
-    parser = commands.add_parser("predict", help="write one probability PNG per slice")
+    parser = commands.add_parser(
+        "predict",
+        help="write one probability PNG per slice",
+        **defaults_from("unext_long.predict:predict_folder"),
+    )
     parser.add_argument("--weights", type=Path, required=True, help="best.pt or last.pt")
     parser.add_argument("--source", type=Path, required=True, help="folder of exported .tif slices")
     parser.add_argument("--out", type=Path, required=True, help="folder for <stem>.png predictions")
-    parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument("--batch", type=int, help="slices per forward pass")
+    parser.add_argument("--device", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--overwrite", action="store_true", help="redo slices that already have a PNG")
-    parser.add_argument("--cases", nargs="+", default=[], help="only the slices of these case ids")
+    parser.add_argument("--cases", nargs="+", help="only the slices of these case ids")
     add_cluster_arguments(parser)
 
 
@@ -82,7 +88,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             from unext_long.distributed import launch
 
             sys.exit(launch(gpus, argv))
-        from unext_long.train import TrainOptions, train
+        from unext_long.options import TrainOptions
+        from unext_long.train import train
 
         train(TrainOptions(**args))
     else:

@@ -15,6 +15,8 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
+from unext_long.options import LOSS_NAMES
+
 __all__ = ["LOSSES", "bce_dice_loss", "focal_tversky_loss", "soft_dice", "build_loss"]
 
 EPS = 1.0  # smoothing in pixels: keeps Dice defined (and gradients tame) on empty batches
@@ -76,7 +78,7 @@ def focal_tversky_loss(
     return (1 - tversky).clamp(min=0) ** gamma
 
 
-LOSSES: dict[str, LossFn] = {"bce-dice": bce_dice_loss, "focal-tversky": focal_tversky_loss}
+LOSSES: dict[str, LossFn] = dict(zip(LOSS_NAMES, (bce_dice_loss, focal_tversky_loss), strict=True))
 
 
 def build_loss(name: str) -> LossFn:

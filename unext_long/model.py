@@ -31,6 +31,7 @@ from unext_long.layers import (
     tokens_to_map,
     trunc_normal_,
 )
+from unext_long.options import MODEL_SIZES
 from unext_long.stems import build_stem
 
 __all__ = ["UNeXt", "MODELS", "SIZE_MULTIPLE", "unext", "unext_s", "create_model"]
@@ -174,7 +175,7 @@ def unext_s(**kwargs: object) -> UNeXt:
     return UNeXt(widths=(8, 16, 32, 64, 128), **kwargs)  # type: ignore[arg-type]
 
 
-MODELS: dict[str, Callable[..., UNeXt]] = {"unext": unext, "unext-s": unext_s}
+MODELS: dict[str, Callable[..., UNeXt]] = dict(zip(MODEL_SIZES, (unext, unext_s), strict=True))
 
 
 def create_model(name: str, **kwargs: object) -> UNeXt:

@@ -20,10 +20,9 @@ import torch
 from torch import nn
 
 from unext_long.layers import ConvStage
+from unext_long.options import STEMS
 
 __all__ = ["STEMS", "SiameseStem", "build_stem"]
-
-STEMS = ("early", "siamese")
 
 
 class SiameseStem(nn.Module):

@@ -45,43 +45,11 @@ from unext_long.data import (
 from unext_long.distributed import Ranks
 from unext_long.losses import LossFn, build_loss
 from unext_long.model import UNeXt, create_model
+from unext_long.options import TrainOptions
 
 __all__ = ["TrainOptions", "TrainResult", "train", "seed_everything", "save_checkpoint"]
 
 RESULTS_FIELDS = ("epoch", "train_loss", "val_loss", "val_dice", "lr", "seconds")
-
-
-@dataclass
-class TrainOptions:
-    """Everything a training run depends on (the CLI flags of ``unext-long train``).
-
-    ``max_slices`` keeps a seeded random subset of each split (quick runs and tests);
-    ``batch`` is the total over the DDP ranks (each takes ``batch / world size``), so a run keeps its
-    optimisation steps whatever the number of GPUs.
-    ``time_limit`` (minutes) shortens the cosine schedule so the run ends within it. ``resume``
-    restores weights, optimiser, epoch and best Dice from ``last.pt`` and continues to ``epochs``
-    (the cosine schedule is a function of the epoch and ``epochs``, so it resumes exactly).
-    """
-
-    data: Path
-    epochs: int = 100
-    imgsz: int = 256
-    batch: int = 8
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    device: str = "auto"
-    stem: str = "early"
-    size: str = "unext"
-    loss: str = "bce-dice"
-    lesion_fraction: float = 0.5
-    max_slices: int | None = None
-    time_limit: float | None = None
-    project: Path = Path("runs/unext")
-    name: str = "exp"
-    resume: bool = False
-    overwrite: bool = False
-    seed: int = 0
-    workers: int = 2
 
 
 @dataclass

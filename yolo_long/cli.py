@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import argparse
 
-from slicer.cluster import add_cluster_arguments, cluster_options
+from slicer.arguments import defaults_from
+from slicer.cluster import CLUSTER_DESTS, add_cluster_arguments, cluster_options
 from slicer.errors import cli_entry
 from yolo_long.build import MODELS, STEMS  # light: torch and ultralytics load inside the commands
 
@@ -39,18 +40,20 @@ def _parser() -> argparse.ArgumentParser:
     init.add_argument("--seed", type=int, default=0)
     init.add_argument("--overwrite", action="store_true")
 
-    predict = commands.add_parser("predict", help="one probability PNG per slice of a folder")
+    predict = commands.add_parser(
+        "predict",
+        help="one probability PNG per slice of a folder",
+        **defaults_from("yolo_long.predict:predict_folder"),
+    )
     predict.add_argument("--weights", required=True, help="trained checkpoint (best.pt)")
     predict.add_argument("--source", required=True, help="folder of exported .tif slices")
     predict.add_argument("--out", required=True, help="folder for <stem>.png")
-    predict.add_argument("--imgsz", type=int, default=None, help="default: the checkpoint's training size")
-    predict.add_argument(
-        "--conf", type=float, default=0.05, help="instance confidence threshold (default: 0.05)"
-    )
-    predict.add_argument("--device", default=None, help="e.g. cpu, 0 (default: ultralytics' choice)")
-    predict.add_argument("--batch", type=int, default=8)
-    predict.add_argument("--overwrite", action="store_true")
-    predict.add_argument("--cases", nargs="+", default=[], help="only the slices of these case ids")
+    predict.add_argument("--imgsz", type=int, help="inference size (default: the checkpoint's training size)")
+    predict.add_argument("--conf", type=float, help="instance confidence threshold")
+    predict.add_argument("--device", help="e.g. cpu, 0 (default: ultralytics' choice)")
+    predict.add_argument("--batch", type=int, help="slices per forward pass")
+    predict.add_argument("--overwrite", action="store_true", help="redo slices that already have a PNG")
+    predict.add_argument("--cases", nargs="+", help="only the slices of these case ids")
     add_cluster_arguments(predict)
     return parser
 
@@ -66,19 +69,8 @@ def main(argv: list[str] | None = None) -> None:
         from yolo_long.predict import predict_folder
 
         cluster = cluster_options(args, args.out, "yolo-long-predict")
-        predict_folder(
-            args.weights,
-            args.source,
-            args.out,
-            args.imgsz,
-            args.conf,
-            args.batch,
-            args.device,
-            args.overwrite,
-            args.cases,
-            cluster.shard,
-            cluster,
-        )
+        own = {key: value for key, value in vars(args).items() if key not in (*CLUSTER_DESTS, "command")}
+        predict_folder(**own, shard=cluster.shard, cluster=cluster)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,51 @@
+"""The command lines take their defaults from the options they fill (slicer.arguments)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fusion.cli import evaluate_parser, reassemble_parser
+from fusion.evaluate import EvaluateOptions
+from fusion.reassemble import ReassembleOptions
+from slicer.cli import _export_options
+from slicer.cli import build_parser as slicer_parser
+from slicer.cluster import CLUSTER_DESTS, ClusterOptions, cluster_options
+from slicer.export_options import ExportOptions
+from unext_long.cli import build_parser as unext_parser
+from unext_long.options import TrainOptions
+
+
+def test_unset_flags_leave_the_options_defaults() -> None:
+    train = vars(unext_parser().parse_args(["train", "--data", "d.yaml"]))
+    assert {k: v for k, v in train.items() if k not in ("command", "gpus")} == {"data": Path("d.yaml")}
+    export = slicer_parser().parse_args(["export", "--dataset", "phantom", "--out", "o"])
+    assert _export_options(export) == ExportOptions(dataset="phantom", out=Path("o"))
+    evaluate = evaluate_parser().parse_args(["--pred", "p", "--dataset", "phantom", "--out", "o"])
+    assert EvaluateOptions(**vars(evaluate)) == EvaluateOptions(
+        pred=Path("p"), dataset="phantom", out=Path("o")
+    )
+    reassemble = vars(reassemble_parser().parse_args(["--slices", "s", "--preds", "p", "--out", "o"]))
+    assert set(reassemble) == {"slices", "preds", "out"}
+    assert cluster_options(export, "o", "job") == ClusterOptions(logs=Path("o/.submitit"), name="job")
+    assert not set(CLUSTER_DESTS) & set(vars(export))
+
+
+def test_given_flags_reach_the_options() -> None:
+    args = ["train", "--data", "d.yaml", "--epochs", "3", "--stem", "siamese", "--resume"]
+    train = TrainOptions(
+        **{k: v for k, v in vars(unext_parser().parse_args(args)).items() if k not in ("command", "gpus")}
+    )
+    assert (train.epochs, train.stem, train.resume, train.batch) == (3, "siamese", True, TrainOptions.batch)
+    export = slicer_parser().parse_args(
+        ["export", "--dataset", "p", "--out", "o", "--orientations", "axial", "--shards", "3"]
+    )
+    assert _export_options(export).orientations == ("axial",)
+    assert cluster_options(export, "o", "job").shards == 3
+
+
+def test_help_prints_the_library_defaults() -> None:
+    commands = unext_parser()._subparsers._group_actions[0].choices  # noqa: SLF001 - argparse keeps them there
+    text = " ".join(commands["train"].format_help().split())
+    assert f"(default: {TrainOptions.epochs})" in text and f"(default: {TrainOptions.project})" in text
+    text = " ".join(reassemble_parser().format_help().split())
+    assert f"fusion rule (default: {ReassembleOptions.vote})" in text
