@@ -6,29 +6,37 @@ Argument parsing only; heavy imports happen inside the commands so ``--help`` is
 from __future__ import annotations
 
 import argparse
+import functools
 from collections.abc import Sequence
 from pathlib import Path
 
+from fusion.voting import VOTE_MODES
 from mslong.options import DemoOptions
+from slicer.arguments import defaults_from
 from slicer.cluster import add_cluster_arguments, cluster_options
 from slicer.errors import InputError, cli_entry
 
 __all__ = ["main", "build_parser"]
 
 
+# The keywords of mslong.segment.segment_patient that segment's flags fill (the rest keep its defaults).
+SEGMENT_KEYWORDS = (
+    "device",
+    "vote",
+    "min_votes",
+    "threshold",
+    "keep_existing",
+    "spacing",
+    "register",
+    "brain_mask_mode",
+    "brain_mask_file",
+    "batch",
+    "save_prob",
+)
+
+
 def _segment_options(args: argparse.Namespace) -> dict:
-    return {
-        "vote": args.vote,
-        "min_votes": args.min_votes,
-        "threshold": args.threshold,
-        "keep_existing": args.keep_existing,
-        "spacing": args.spacing,
-        "register": args.register,
-        "brain_mask_mode": args.brain_mask,
-        "brain_mask_file": args.brain_mask_file,
-        "batch": args.batch,
-        "save_prob": args.save_prob,
-    }
+    return {key: getattr(args, key) for key in SEGMENT_KEYWORDS if hasattr(args, key)}
 
 
 def _segment(args: argparse.Namespace) -> None:
@@ -45,7 +53,6 @@ def _segment(args: argparse.Namespace) -> None:
             args.list,
             args.out,
             args.weights,
-            device=args.device,
             overwrite=args.overwrite,
             cases=args.cases,
             shard=cluster.shard,
@@ -60,9 +67,7 @@ def _segment(args: argparse.Namespace) -> None:
         return
     from mslong.segment import segment_patient
 
-    result = segment_patient(
-        args.time01, args.time02, args.output, args.weights, device=args.device, **_segment_options(args)
-    )
+    result = segment_patient(args.time01, args.time02, args.output, args.weights, **_segment_options(args))
     print(
         f"mslong segment: {result.new_lesions} new lesions ({result.new_lesion_voxels} voxels) by "
         f"{' + '.join(result.models)} -> {result.out} ({time.perf_counter() - start:.1f} s)"
@@ -108,40 +113,40 @@ def build_parser() -> argparse.ArgumentParser:
         help="segment one patient (the MSSEG-2 challenge contract)",
         description="Segment the new lesions of one patient (-t1 baseline, -t2 follow-up, as time "
         "points; -o mask, plus <mask>_lesions.csv), or of many (--list pairs.csv --out DIR).",
+        **defaults_from("mslong.segment:segment_patient"),
     )
-    segment.add_argument("-t1", dest="time01", type=Path, help="baseline FLAIR (time point 1)")
-    segment.add_argument("-t2", dest="time02", type=Path, help="follow-up FLAIR (time point 2)")
-    segment.add_argument("-o", dest="output", type=Path, help="output mask (.nii.gz) on the t2 grid")
+    # One patient or a list: which of these was given decides (_check_segment_inputs).
+    inputs = functools.partial(segment.add_argument, type=Path, default=None)
+    inputs("-t1", dest="time01", help="baseline FLAIR (time point 1)")
+    inputs("-t2", dest="time02", help="follow-up FLAIR (time point 2)")
+    inputs("-o", dest="output", help="output mask (.nii.gz) on the t2 grid")
+    inputs("--list", help="CSV with columns case,t1,t2: segment every pair, loading models once")
+    inputs("--out", help="with --list: folder for <case>.nii.gz, <case>_lesions.csv, summary.csv")
     segment.add_argument(
-        "--list", type=Path, help="CSV with columns case,t1,t2: segment every pair, loading models once"
-    )
-    segment.add_argument(
-        "--out", type=Path, help="with --list: folder for <case>.nii.gz, <case>_lesions.csv, summary.csv"
-    )
-    segment.add_argument(
-        "--overwrite", action="store_true", help="with --list: redo cases made with other weights or settings"
+        "--overwrite",
+        action="store_true",
+        default=False,
+        help="with --list: redo cases made with other weights or settings",
     )
     segment.add_argument(
         "--weights",
         type=Path,
         nargs="+",
-        default=[],
-        help="one or more trained models (UNeXt .pt or YOLO best.pt); several form an ensemble. "
-        "Without weights the subtraction baseline runs.",
+        default=(),
+        help="one or more trained models (UNeXt .pt, YOLO best.pt, an nnU-Net model folder); several "
+        "form an ensemble. Without weights the subtraction baseline runs.",
     )
-    segment.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available)")
-    segment.add_argument("--vote", default="triplanar", choices=("none", "mean", "majority", "triplanar"))
+    segment.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available)")
+    segment.add_argument("--vote", choices=VOTE_MODES, help="fusion rule")
     segment.add_argument(
         "--min-votes",
         type=int,
-        default=None,
         help="planes that must detect a lesion; the models of one plane merge first (default: 2 of 3)",
     )
     segment.add_argument(
         "--threshold",
         type=float,
         nargs="+",
-        default=None,
         help="probability threshold: one value, or one per weights file (default: each model's own, "
         "0.5 for UNeXt, 0.25 for YOLO as in ultralytics)",
     )
@@ -153,13 +158,12 @@ def build_parser() -> argparse.ArgumentParser:
     segment.add_argument(
         "--spacing",
         type=float,
-        default=None,
         help="isotropic slicing spacing in mm (default: the one the models were trained at, else 1.0)",
     )
-    segment.add_argument("--register", default="auto", choices=("auto", "rigid", "affine", "none"))
+    segment.add_argument("--register", choices=("auto", "rigid", "affine", "none"), help="t0 to t1")
     segment.add_argument(
         "--brain-mask",
-        default=None,
+        dest="brain_mask_mode",
         choices=("auto", "dataset", "compute", "none"),
         help="where lesions are looked for: --brain-mask-file (dataset), a mask computed by deepbet "
         "(compute) or the whole head (none); default: as the models were trained, else auto (the "
@@ -168,10 +172,10 @@ def build_parser() -> argparse.ArgumentParser:
     segment.add_argument(
         "--brain-mask-file", type=Path, default=None, help="brain mask on the t2 grid (e.g. the dataset's)"
     )
-    segment.add_argument("--batch", type=int, default=16, help="slices per forward pass (default 16)")
+    segment.add_argument("--batch", type=int, help="slices per forward pass")
     segment.add_argument("--save-prob", action="store_true", help="also write <output>_prob.nii.gz")
     segment.add_argument(
-        "--cases", nargs="+", default=[], help="with --list: only these cases (summary.csv waits for all)"
+        "--cases", nargs="+", default=(), help="with --list: only these cases (summary.csv waits for all)"
     )
     add_cluster_arguments(segment)
     segment.set_defaults(run=_segment)

@@ -7,6 +7,8 @@ from pathlib import Path
 from fusion.cli import evaluate_parser, reassemble_parser
 from fusion.evaluate import EvaluateOptions
 from fusion.reassemble import ReassembleOptions
+from mslong.cli import _segment_options
+from mslong.cli import build_parser as mslong_parser
 from slicer.cli import _export_options
 from slicer.cli import build_parser as slicer_parser
 from slicer.cluster import CLUSTER_DESTS, ClusterOptions, cluster_options
@@ -28,6 +30,8 @@ def test_unset_flags_leave_the_options_defaults() -> None:
     assert set(reassemble) == {"slices", "preds", "out"}
     assert cluster_options(export, "o", "job") == ClusterOptions(logs=Path("o/.submitit"), name="job")
     assert not set(CLUSTER_DESTS) & set(vars(export))
+    segment = mslong_parser().parse_args(["segment", "-t1", "a.nii.gz", "-t2", "b.nii.gz", "-o", "c.nii.gz"])
+    assert _segment_options(segment) == {"brain_mask_file": None}
 
 
 def test_given_flags_reach_the_options() -> None:
