@@ -27,14 +27,16 @@ import numpy as np
 from slicer.lesions import remove_small_lesions
 from slicer.normalise import brightening_z
 
-__all__ = ["subtraction_baseline"]
+__all__ = ["BASELINE_Z", "subtraction_baseline"]
+
+BASELINE_Z = 8.0  # the z-score threshold, chosen on phantom training cases (see above)
 
 
 def subtraction_baseline(
     t1n: np.ndarray,
     t0n: np.ndarray,
     spacing: float,
-    z_threshold: float = 8.0,
+    z_threshold: float = BASELINE_Z,
     sigma_mm: float = 1.5,
     min_size_mm3: float = 10.0,
     head: np.ndarray | None = None,

@@ -32,6 +32,7 @@ SEGMENT_KEYWORDS = (
     "brain_mask_file",
     "batch",
     "save_prob",
+    "baseline_z",
 )
 
 
@@ -174,6 +175,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     segment.add_argument("--batch", type=int, help="slices per forward pass")
     segment.add_argument("--save-prob", action="store_true", help="also write <output>_prob.nii.gz")
+    segment.add_argument(
+        "--baseline-z",
+        type=float,
+        metavar="Z",
+        help="without weights: the subtraction baseline's threshold on the z-score of the brightening",
+    )
     segment.add_argument(
         "--cases", nargs="+", default=(), help="with --list: only these cases (summary.csv waits for all)"
     )

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from fusion.baseline import subtraction_baseline
+from fusion.baseline import BASELINE_Z, subtraction_baseline
 from fusion.metrics import Lesions
 from fusion.reassemble import folder_thresholds, reassemble_case
 from fusion.voting import VOLUME
@@ -133,6 +133,7 @@ def segment_patient(
     brain_mask_file: Path | None = None,
     batch: int = 16,
     save_prob: bool = False,
+    baseline_z: float = BASELINE_Z,
 ) -> SegmentResult:
     """Segment the new lesions of one patient and write ``out`` on the follow-up's grid.
 
@@ -144,6 +145,7 @@ def segment_patient(
     looked for in the brain both scans acquired: ``brain_mask_file`` (on the follow-up's grid)
     or a mask computed by deepbet (:func:`slicer.brain.brain_mask`, ``brain_mask_mode``).
     ``spacing``, ``brain_mask_mode``: None takes the models' (their export's), else 1 mm / auto.
+    ``baseline_z``: the subtraction baseline's threshold on the robust z-score of the brightening.
     """
     from mslong.models import ensemble_settings, load_predictor  # imports torch: only when segmenting
 
@@ -187,7 +189,7 @@ def segment_patient(
     else:  # one view, nothing to vote on
         views = [
             subtraction_baseline(
-                prepared.normalised["t1n"], prepared.normalised["t0n"], spacing, head=prepared.roi
+                prepared.normalised["t1n"], prepared.normalised["t0n"], spacing, baseline_z, head=prepared.roi
             )
         ]
         vote, threshold = "none", 0.5

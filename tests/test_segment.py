@@ -153,6 +153,11 @@ def test_segment_without_weights_runs_the_subtraction_baseline(phantom_root: Pat
     consensus, img = load_mask(case.consensus)
     scores = score_case(consensus, np.asarray(nib.load(out).dataobj), img.header.get_zooms()[:3])
     assert scores["dice"] > 0.3
+    # A lower z threshold (--baseline-z) keeps more of the brightening.
+    looser = segment_patient(
+        case.t0, case.t1, tmp_path / "z4.nii.gz", device="cpu", spacing=2.0, baseline_z=4.0
+    )
+    assert looser.new_lesion_voxels > result.new_lesion_voxels
 
 
 def _run(*args: object) -> subprocess.CompletedProcess[str]:
