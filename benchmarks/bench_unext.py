@@ -62,9 +62,9 @@ def throughput(
 
 def phantom_dice(args: argparse.Namespace, work: Path) -> tuple[float, int, float, int]:
     """Train on a phantom export for ``args.minutes``; (best Dice, epochs, seconds, train slices)."""
+    from slicer.dataset_yaml import list_images
     from slicer.export import ExportOptions, export_dataset
     from slicer.phantom import write_phantom
-    from unext_long.data import list_images
     from unext_long.train import TrainOptions, train
 
     write_phantom(work / "phantom", cases=args.cases, voxel=args.voxel, seed=0)

@@ -30,6 +30,7 @@ __all__ = [
     "write_export_yaml",
     "write_train_listing",
     "write_listing",
+    "list_images",
     "read_export_yaml",
     "channel_names",
     "channel_groups",
@@ -102,6 +103,28 @@ def write_train_listing(export: Path, manifest: pd.DataFrame, seed: int) -> str 
     keep = round(len(empty) * LISTING_EMPTY_SHARE)
     drawn = sorted(np.random.default_rng(seed).choice(empty, keep, replace=False)) if keep else []
     return write_listing(export, TRAIN_LISTING, "train", lesion * LISTING_LESION_REPEATS + list(drawn))
+
+
+def list_images(source: str | Path) -> list[Path]:
+    """The ``.tif`` slices of an images folder, or those a ``.txt`` listing names, sorted by name.
+
+    A listing holds one path per line, relative to the listing's folder unless absolute (the
+    ultralytics convention, so one dataset YAML serves both trainers).
+    """
+    source = Path(source)
+    if source.suffix == ".txt" and source.is_file():
+        lines = [line.strip() for line in source.read_text().splitlines() if line.strip()]
+        images = [path if path.is_absolute() else source.parent / path for path in map(Path, lines)]
+        missing = [path for path in images if not path.is_file()]
+        if missing:
+            raise InputError(source, f"lists {len(missing)} missing slice(s), e.g. {missing[0]}")
+    elif source.is_dir():
+        images = list(source.glob("*.tif"))
+    else:
+        raise InputError(source, "images folder not found")
+    if not images:
+        raise InputError(source, "holds no .tif slices")
+    return sorted(images, key=lambda path: path.name)
 
 
 def write_listing(export: Path, name: str, split: str, stems: Sequence[str]) -> str:

@@ -13,13 +13,13 @@ import numpy as np
 import pytest
 import torch
 
-from slicer.dataset_yaml import read_export_yaml
+from slicer.dataset_yaml import list_images, read_export_yaml
 from slicer.errors import InputError
 from slicer.predictions import encode_probability
 from slicer.provenance import file_sha256
 from slicer.writer import read_slice_image
 from unext_long.cli import main
-from unext_long.data import SliceDataset, list_images, mask_path, pad_collate
+from unext_long.data import SliceDataset, mask_path, pad_collate
 from unext_long.predict import load_model, predict_folder, predict_images
 from unext_long.train import TrainOptions, train
 

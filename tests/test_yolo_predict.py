@@ -55,6 +55,14 @@ def test_cli_writes_one_png_per_slice_and_skips_finished(weights: Path, slices: 
         predict_folder(weights, slices, out, conf=0.2)
 
 
+def test_predicts_the_slices_a_listing_names(weights: Path, slices: Path, tmp_path: Path) -> None:
+    chosen = sorted(slices.glob("*.tif"))[:2]
+    listing = tmp_path / "two.txt"
+    listing.write_text("".join(f"{path}\n" for path in chosen))
+    predict_folder(weights, listing, tmp_path / "preds", conf=0.001, device="cpu")
+    assert sorted(p.stem for p in (tmp_path / "preds").glob("*.png")) == [p.stem for p in chosen]
+
+
 def test_bad_slice_is_one_line_error(weights: Path, tmp_path: Path) -> None:
     (tmp_path / "src").mkdir()
     tifffile.imwrite(

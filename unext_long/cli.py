@@ -55,7 +55,9 @@ def _add_predict(commands: argparse._SubParsersAction) -> None:
         **defaults_from("unext_long.predict:predict_folder"),
     )
     parser.add_argument("--weights", type=Path, required=True, help="best.pt or last.pt")
-    parser.add_argument("--source", type=Path, required=True, help="folder of exported .tif slices")
+    parser.add_argument(
+        "--source", type=Path, required=True, help="folder of exported .tif slices, or a .txt listing of them"
+    )
     parser.add_argument("--out", type=Path, required=True, help="folder for <stem>.png predictions")
     parser.add_argument("--batch", type=int, help="slices per forward pass")
     parser.add_argument("--device", help="auto, cpu, cuda or cuda:N")

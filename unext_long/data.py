@@ -23,7 +23,6 @@ from slicer.errors import InputError
 from slicer.writer import read_slice_image
 
 __all__ = [
-    "list_images",
     "mask_path",
     "read_mask",
     "image_to_tensor",
@@ -39,28 +38,6 @@ __all__ = [
 
 # Groups that are not a scan: a signed difference keeps its zero at 128, so it is not jittered.
 UNJITTERED_GROUPS = ("diff",)
-
-
-def list_images(source: str | Path) -> list[Path]:
-    """The ``.tif`` slices of an images folder, or those a ``.txt`` listing names, sorted by name.
-
-    A listing holds one path per line, relative to the listing's folder unless absolute (the
-    ultralytics convention, so one dataset YAML serves both trainers).
-    """
-    source = Path(source)
-    if source.suffix == ".txt" and source.is_file():
-        lines = [line.strip() for line in source.read_text().splitlines() if line.strip()]
-        images = [path if path.is_absolute() else source.parent / path for path in map(Path, lines)]
-        missing = [path for path in images if not path.is_file()]
-        if missing:
-            raise InputError(source, f"lists {len(missing)} missing slice(s), e.g. {missing[0]}")
-    elif source.is_dir():
-        images = list(source.glob("*.tif"))
-    else:
-        raise InputError(source, "images folder not found")
-    if not images:
-        raise InputError(source, "holds no .tif slices")
-    return sorted(images, key=lambda path: path.name)
 
 
 def mask_path(image: str | Path) -> Path:
@@ -210,7 +187,7 @@ class SliceDataset(Dataset):
     """Slices of an export split as ``(image (C, H, W) float32 in [0, 1], mask (1, H, W) float32)``.
 
     Args:
-        images: the slice TIFFs (see :func:`list_images`).
+        images: the slice TIFFs (see :func:`slicer.dataset_yaml.list_images`).
         channels: expected channel count.
         augment: training augmentation, or ``None`` (validation: full slices, unchanged).
     """

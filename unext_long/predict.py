@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from slicer.cluster import ClusterOptions, Shard, select_items, shard_of
+from slicer.dataset_yaml import list_images
 from slicer.devices import select_device
 from slicer.errors import InputError
 from slicer.predictions import (
@@ -26,7 +27,7 @@ from slicer.predictions import (
     slice_case,
 )
 from slicer.provenance import prediction_record
-from unext_long.data import image_to_tensor, list_images
+from unext_long.data import image_to_tensor
 from unext_long.model import UNeXt, create_model
 
 __all__ = ["DECISION_THRESHOLD", "load_model", "predict_images", "predict_folder"]

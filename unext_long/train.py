@@ -28,7 +28,7 @@ import torch
 from torch.utils.data import DataLoader, get_worker_info
 from tqdm import tqdm
 
-from slicer.dataset_yaml import read_export_yaml
+from slicer.dataset_yaml import list_images, read_export_yaml
 from slicer.devices import select_device
 from slicer.errors import InputError
 from slicer.io import atomic_path
@@ -39,7 +39,6 @@ from unext_long.data import (
     SliceDataset,
     epoch_seed,
     lesion_flags,
-    list_images,
     pad_collate,
 )
 from unext_long.distributed import Ranks

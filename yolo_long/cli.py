@@ -46,7 +46,9 @@ def _parser() -> argparse.ArgumentParser:
         **defaults_from("yolo_long.predict:predict_folder"),
     )
     predict.add_argument("--weights", required=True, help="trained checkpoint (best.pt)")
-    predict.add_argument("--source", required=True, help="folder of exported .tif slices")
+    predict.add_argument(
+        "--source", required=True, help="folder of exported .tif slices, or a .txt listing of them"
+    )
     predict.add_argument("--out", required=True, help="folder for <stem>.png")
     predict.add_argument("--imgsz", type=int, help="inference size (default: the checkpoint's training size)")
     predict.add_argument("--conf", type=float, help="instance confidence threshold")

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from slicer.cluster import ClusterOptions, Shard, select_items, shard_of
+from slicer.dataset_yaml import list_images
 from slicer.errors import InputError
 from slicer.predictions import (
     PredictSummary,
@@ -135,7 +136,8 @@ def predict_folder(
     shard: Shard | None = None,
     cluster: ClusterOptions | None = None,
 ) -> PredictSummary:
-    """Write ``out/<stem>.png`` for every ``source/<stem>.tif`` (uint8 = probability * 255).
+    """Write ``out/<stem>.png`` for every slice of ``source`` (a folder or a ``.txt`` listing;
+    uint8 = probability * 255).
 
     The folder records the weights and settings in ``provenance.json``: a re-run with them
     skips the PNGs already there; others refuse unless ``overwrite``. ``cases`` keeps the
@@ -143,11 +145,7 @@ def predict_folder(
     executor, its tasks predict the shares (:func:`slicer.predictions.predict_in_tasks`).
     """
     source = Path(source)
-    if not source.is_dir():
-        raise InputError(source, "image folder not found")
-    slices = select_items(sorted(source.glob("*.tif")), cases, key=slice_case)
-    if not slices:
-        raise InputError(source, "no .tif slices in this folder")
+    slices = select_items(list_images(source), cases, key=slice_case)
     if cluster is not None and cluster.submits:
         record = _record(weights, source, imgsz, conf, load_model(weights, "cpu"))
         settings = dict(weights=weights, source=source, out=out, imgsz=imgsz, conf=conf, batch=batch)
