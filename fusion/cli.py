@@ -17,7 +17,53 @@ from slicer.datasets import SPLITS
 from slicer.errors import cli_entry
 from slicer.geometry import ORIENTATIONS
 
-__all__ = ["reassemble_main", "evaluate_main", "reassemble_parser", "evaluate_parser"]
+__all__ = [
+    "reassemble_main",
+    "evaluate_main",
+    "reassemble_parser",
+    "evaluate_parser",
+    "add_vote_arguments",
+    "check_vote_arguments",
+]
+
+
+def add_vote_arguments(parser: argparse.ArgumentParser, model: str) -> None:
+    """How views become lesions, for ``reassemble`` and ``mslong segment`` alike (``model``: what
+    one threshold per model is given for). Check the values with :func:`check_vote_arguments`."""
+    parser.add_argument("--vote", choices=VOTE_MODES, help="fusion rule")
+    parser.add_argument(
+        "--min-votes",
+        type=int,
+        help="planes that must detect a lesion; the models of one plane merge first (default: 2 of 3)",
+    )
+    parser.add_argument(
+        "--threshold",
+        type=float,
+        nargs="+",
+        help=f"probability a view must exceed: one value, or one per {model} (default: each model's "
+        "own operating point, from its checkpoint or provenance.json: UNeXt 0.5, YOLO 0.25)",
+    )
+    parser.add_argument(
+        "--min-size",
+        dest="min_size_mm3",
+        metavar="MM3",
+        type=float,
+        help="drop lesions of this many mm³ or less",
+    )
+    parser.add_argument(
+        "--keep-existing",
+        action="store_true",
+        help="keep lesions already hyperintense at baseline (default: drop them, they are not new)",
+    )
+
+
+def check_vote_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Exit 2 with argparse's one line for a threshold outside [0, 1) or fewer than one vote."""
+    for threshold in getattr(args, "threshold", ()):
+        if not 0.0 <= threshold < 1.0:
+            parser.error(f"--threshold must be in [0, 1), got {threshold}")
+    if getattr(args, "min_votes", 1) < 1:
+        parser.error(f"--min-votes must be at least 1, got {args.min_votes}")
 
 
 def reassemble_parser() -> argparse.ArgumentParser:
@@ -32,31 +78,7 @@ def reassemble_parser() -> argparse.ArgumentParser:
         "--preds", type=Path, nargs="+", required=True, help="prediction folder(s) of <stem>.png (prob*255)"
     )
     parser.add_argument("--out", type=Path, required=True, help="output folder")
-    parser.add_argument("--vote", choices=VOTE_MODES, help="fusion rule")
-    parser.add_argument(
-        "--min-votes",
-        type=int,
-        help="planes that must agree; the models of one plane merge first (default: 2 of 3)",
-    )
-    parser.add_argument(
-        "--threshold",
-        type=float,
-        nargs="+",
-        help="probability a view must exceed: one value, or one per --preds folder (default: each "
-        "folder's model's own operating point from its provenance.json: UNeXt 0.5, YOLO 0.25)",
-    )
-    parser.add_argument(
-        "--min-size",
-        dest="min_size_mm3",
-        metavar="MM3",
-        type=float,
-        help="drop lesions of this many mm³ or less",
-    )
-    parser.add_argument(
-        "--keep-existing",
-        action="store_true",
-        help="keep lesions already hyperintense at baseline (default: drop them, they are not new)",
-    )
+    add_vote_arguments(parser, "--preds folder")
     parser.add_argument("--save-prob", action="store_true", help="also write <case>_prob.nii.gz (float32)")
     parser.add_argument("--cases", nargs="+", help="only these case ids")
     parser.add_argument("--split", choices=SPLITS, help="only the cases of this split")
@@ -94,19 +116,11 @@ def evaluate_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _check_fraction(parser: argparse.ArgumentParser, value: float, flag: str) -> None:
-    if not 0.0 <= value < 1.0:
-        parser.error(f"{flag} must be in [0, 1), got {value}")
-
-
 @cli_entry
 def reassemble_main(argv: Sequence[str] | None = None) -> None:
     parser = reassemble_parser()
     args = parser.parse_args(argv)
-    for threshold in getattr(args, "threshold", ()):
-        _check_fraction(parser, threshold, "--threshold")
-    if getattr(args, "min_votes", 1) < 1:
-        parser.error(f"--min-votes must be at least 1, got {args.min_votes}")
+    check_vote_arguments(parser, args)
     from fusion.reassemble import ReassembleOptions, reassemble
 
     given = {key: value for key, value in vars(args).items() if key not in CLUSTER_DESTS}

@@ -10,7 +10,7 @@ import functools
 from collections.abc import Sequence
 from pathlib import Path
 
-from fusion.voting import VOTE_MODES
+from fusion.cli import add_vote_arguments, check_vote_arguments
 from mslong.options import DemoOptions
 from slicer.arguments import defaults_from
 from slicer.cluster import add_cluster_arguments, cluster_options
@@ -25,6 +25,7 @@ SEGMENT_KEYWORDS = (
     "vote",
     "min_votes",
     "threshold",
+    "min_size_mm3",
     "keep_existing",
     "spacing",
     "register",
@@ -138,24 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
         "form an ensemble. Without weights the subtraction baseline runs.",
     )
     segment.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available)")
-    segment.add_argument("--vote", choices=VOTE_MODES, help="fusion rule")
-    segment.add_argument(
-        "--min-votes",
-        type=int,
-        help="planes that must detect a lesion; the models of one plane merge first (default: 2 of 3)",
-    )
-    segment.add_argument(
-        "--threshold",
-        type=float,
-        nargs="+",
-        help="probability threshold: one value, or one per weights file (default: each model's own, "
-        "0.5 for UNeXt, 0.25 for YOLO as in ultralytics)",
-    )
-    segment.add_argument(
-        "--keep-existing",
-        action="store_true",
-        help="keep lesions already hyperintense at baseline (default: drop them, they are not new)",
-    )
+    add_vote_arguments(segment, "weights file")
     segment.add_argument(
         "--spacing",
         type=float,
@@ -222,6 +206,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.command == "segment":
         _check_segment_inputs(parser, args)
+        check_vote_arguments(parser, args)
     args.run(args)
 
 
