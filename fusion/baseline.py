@@ -18,6 +18,9 @@ size 3 to 20 mm³); a stricter threshold trades sensitivity for fewer false posi
 >>> rng = np.random.default_rng(0); t0 += rng.normal(0, 0.01, t0.shape).astype(np.float32)
 >>> int(subtraction_baseline(t1, t0, spacing=1.0).sum()) > 30
 True
+>>> t1[20:25, 20:25, 20:25] += 0.01  # a faint brightening: only a lower threshold keeps it
+>>> [int(subtraction_baseline(t1, t0, 1.0, z)[22, 22, 22]) for z in (BASELINE_Z, 4.0)]
+[0, 1]
 """
 
 from __future__ import annotations

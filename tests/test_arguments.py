@@ -44,6 +44,10 @@ def test_given_flags_reach_the_options() -> None:
         ["export", "--dataset", "p", "--out", "o", "--orientations", "axial", "--shards", "3"]
     )
     assert _export_options(export).orientations == ("axial",)
+    segment = mslong_parser().parse_args(
+        ["segment", "-t1", "a", "-t2", "b", "-o", "c", "--baseline-z", "4", "--min-size", "5"]
+    )
+    assert _segment_options(segment) == {"baseline_z": 4.0, "min_size_mm3": 5.0, "brain_mask_file": None}
     assert cluster_options(export, "o", "job").shards == 3
 
 
