@@ -11,8 +11,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from fusion.voting import VOTE_MODES
-from slicer.arguments import defaults_from
-from slicer.cluster import CLUSTER_DESTS, add_cluster_arguments, cluster_options
+from slicer.arguments import defaults_from, given_arguments
+from slicer.cluster import add_cluster_arguments, cluster_options
 from slicer.datasets import SPLITS
 from slicer.errors import cli_entry
 from slicer.geometry import ORIENTATIONS
@@ -123,8 +123,7 @@ def reassemble_main(argv: Sequence[str] | None = None) -> None:
     check_vote_arguments(parser, args)
     from fusion.reassemble import ReassembleOptions, reassemble
 
-    given = {key: value for key, value in vars(args).items() if key not in CLUSTER_DESTS}
-    options = ReassembleOptions(**{k: tuple(v) if isinstance(v, list) else v for k, v in given.items()})
+    options = ReassembleOptions(**given_arguments(args))
     cluster = cluster_options(args, args.out, "reassemble")
     written = reassemble(options, cluster.shard, cluster)
     views = f"{len(options.preds)} folder(s) x {len(options.orientations)} plane(s)"

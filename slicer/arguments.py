@@ -24,7 +24,9 @@ import importlib
 import inspect
 from typing import Any
 
-__all__ = ["defaults_from", "library_defaults"]
+from slicer.cluster import CLUSTER_DESTS
+
+__all__ = ["defaults_from", "library_defaults", "given_arguments"]
 
 
 def library_defaults(target: str) -> dict[str, Any]:
@@ -82,3 +84,10 @@ def defaults_from(target: str) -> dict[str, Any]:
         "argument_default": argparse.SUPPRESS,
         "formatter_class": functools.partial(_LibraryDefaultsFormatter, target=target),
     }
+
+
+def given_arguments(args: argparse.Namespace, *leave_out: str) -> dict[str, Any]:
+    """The flags the user gave, lists as tuples, without ``leave_out`` and the cluster flags
+    (those are :func:`slicer.cluster.cluster_options`'): the keywords of the options a command fills."""
+    skip = {*leave_out, *CLUSTER_DESTS}
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in vars(args).items() if k not in skip}

@@ -9,7 +9,7 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
-from slicer.arguments import defaults_from
+from slicer.arguments import defaults_from, given_arguments
 from slicer.cluster import add_cluster_arguments
 from slicer.errors import cli_entry
 
@@ -64,8 +64,8 @@ def _export_options(args: argparse.Namespace):  # noqa: ANN202 - ExportOptions, 
 
     from slicer.export import ExportOptions
 
-    given = {f.name: getattr(args, f.name) for f in fields(ExportOptions) if hasattr(args, f.name)}
-    return ExportOptions(**{k: tuple(v) if isinstance(v, list) else v for k, v in given.items()})
+    names = {f.name for f in fields(ExportOptions)}
+    return ExportOptions(**{k: v for k, v in given_arguments(args).items() if k in names})
 
 
 def _export(args: argparse.Namespace) -> None:

@@ -9,8 +9,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from slicer.arguments import defaults_from
-from slicer.cluster import CLUSTER_DESTS, add_cluster_arguments, cluster_options
+from slicer.arguments import defaults_from, given_arguments
+from slicer.cluster import add_cluster_arguments, cluster_options
 from slicer.errors import cli_entry
 from unext_long.options import LOSS_NAMES, MODEL_SIZES, STEMS
 
@@ -97,9 +97,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     else:
         from unext_long.predict import predict_folder
 
-        cluster = cluster_options(argparse.Namespace(**args), args["out"], "unext-long-predict")
-        own = {key: value for key, value in args.items() if key not in CLUSTER_DESTS}
-        predict_folder(**own, shard=cluster.shard, cluster=cluster)
+        parsed = argparse.Namespace(**args)
+        cluster = cluster_options(parsed, args["out"], "unext-long-predict")
+        predict_folder(**given_arguments(parsed), shard=cluster.shard, cluster=cluster)
 
 
 if __name__ == "__main__":

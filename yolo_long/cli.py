@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import argparse
 
-from slicer.arguments import defaults_from
-from slicer.cluster import CLUSTER_DESTS, add_cluster_arguments, cluster_options
+from slicer.arguments import defaults_from, given_arguments
+from slicer.cluster import add_cluster_arguments, cluster_options
 from slicer.errors import cli_entry
 from yolo_long.build import MODELS, STEMS  # light: torch and ultralytics load inside the commands
 
@@ -71,8 +71,7 @@ def main(argv: list[str] | None = None) -> None:
         from yolo_long.predict import predict_folder
 
         cluster = cluster_options(args, args.out, "yolo-long-predict")
-        own = {key: value for key, value in vars(args).items() if key not in (*CLUSTER_DESTS, "command")}
-        predict_folder(**own, shard=cluster.shard, cluster=cluster)
+        predict_folder(**given_arguments(args, "command"), shard=cluster.shard, cluster=cluster)
 
 
 if __name__ == "__main__":
