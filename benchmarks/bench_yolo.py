@@ -42,7 +42,7 @@ def _pooled_dice(preds: list[np.ndarray], masks: list[np.ndarray], threshold: fl
 def _row(data: Path, work: Path, device: str, args: argparse.Namespace) -> dict[str, float | str]:
     from ultralytics import YOLO
 
-    from yolo_long.build import RECOMMENDED_TRAIN_ARGS, init_checkpoint
+    from yolo_long.build import init_checkpoint, train_config_path
     from yolo_long.predict import load_model, predict_images
 
     export = data.parent
@@ -52,7 +52,7 @@ def _row(data: Path, work: Path, device: str, args: argparse.Namespace) -> dict[
     )
     start = time.perf_counter()
     YOLO(str(init)).train(
-        **{**RECOMMENDED_TRAIN_ARGS, "mosaic": 0.0},  # as mslong demo: mosaic shrinks lesions of a few pixels
+        cfg=str(train_config_path(init)),  # the settings yolo-long init recommends, as mslong demo trains
         data=str(data), epochs=args.epochs, imgsz=args.imgsz, batch=args.batch, workers=0, device=device,
         plots=False, val=False, project=str(work / "runs"), name=device, exist_ok=True, verbose=False, seed=0,
     )  # fmt: skip

@@ -154,26 +154,21 @@ def training_data(options: DemoOptions, data: Path) -> Path:
 def _train_yolo(options: DemoOptions, data: Path, runs: Path) -> Path:
     from ultralytics import YOLO
 
-    from yolo_long.build import init_checkpoint
+    from yolo_long.build import init_checkpoint, train_config_path
 
     best = runs / "yolo" / "weights" / "best.pt"
     if best.exists() and not options.overwrite:
         print(f"kept {best}")
         return best
     init = init_checkpoint("yolov9t-seg-long", "siamese", data, runs / "yolov9t-seg-long.pt", overwrite=True)
-    YOLO(str(init), task="segment").train(**_yolo_train_args(options, data, runs))
+    # The cfg= file a user trains with (yolo segment train cfg=...), then this run's own choices.
+    YOLO(str(init), task="segment").train(cfg=str(train_config_path(init)), **_yolo_run_args(options, runs))
     return best
 
 
-def _yolo_train_args(options: DemoOptions, data: Path, runs: Path) -> dict[str, object]:
-    from yolo_long.build import RECOMMENDED_TRAIN_ARGS
-
+def _yolo_run_args(options: DemoOptions, runs: Path) -> dict[str, object]:
     return {
-        **RECOMMENDED_TRAIN_ARGS,
-        "mosaic": 0.0,  # mosaic halves lesions that are already a few pixels wide
         "val": False,  # validate once, after the last epoch
-        "warmup_epochs": 1.0,  # the default 3 would be a third of a short CPU run
-        "data": str(data),
         "epochs": options.yolo_epochs,
         "imgsz": options.yolo_imgsz,
         "batch": 8,

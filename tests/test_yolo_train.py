@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from yolo_long.build import init_checkpoint
+from yolo_long.build import init_checkpoint, train_config_path
 
 NO_NETWORK = """
 import os, socket
@@ -66,13 +66,14 @@ def offline_run(phantom_export: Path, tmp_path_factory: pytest.TempPathFactory) 
         "YOLO_CONFIG_DIR": str(root / "config"),
         "OMP_NUM_THREADS": "1",
     }
+    # The cfg= file yolo-long init wrote names the model and the data; the command line overrides the rest.
     args = [
-        "segment", "train", f"data={data}", f"model={weights}", "epochs=1", "imgsz=64", "batch=2", "workers=0",
-        "device=cpu", "plots=True", f"project={root / 'runs'}", "name=train", "hsv_h=0", "hsv_s=0", "hsv_v=0",
+        "segment", "train", f"cfg={train_config_path(weights)}", "epochs=1", "imgsz=64", "batch=2", "workers=0",
+        "device=cpu", "plots=True", f"project={root / 'runs'}", "name=train",
     ]  # fmt: skip
     yolo = Path(sys.executable).with_name("yolo")
     run = subprocess.run([str(yolo), *args], capture_output=True, text=True, env=env, timeout=300)
-    return {"run": run, "root": root, "user_settings": user_settings, "before": before}
+    return {"run": run, "root": root, "data": data, "user_settings": user_settings, "before": before}
 
 
 def test_plain_cli_trains_our_checkpoint_offline(offline_run: dict) -> None:
@@ -85,6 +86,14 @@ def test_plain_cli_trains_our_checkpoint_offline(offline_run: dict) -> None:
     attempts = (root / "network.log").read_text().splitlines() if (root / "network.log").exists() else []
     assert set(attempts) <= {"('one.one.one.one', 0)", "('dns.google', 0)"}, attempts
     assert "Download" not in run.stdout + run.stderr
+
+
+def test_init_config_reaches_the_trainer(offline_run: dict) -> None:
+    used = yaml.safe_load((offline_run["root"] / "runs" / "train" / "args.yaml").read_text())
+    assert used["data"] == str(offline_run["data"].resolve())
+    assert used["model"] == str((offline_run["root"] / "init.pt").resolve())
+    assert (used["mosaic"], used["degrees"], used["scale"], used["warmup_epochs"]) == (0.0, 10.0, 0.2, 1.0)
+    assert (used["imgsz"], used["epochs"]) == (64, 1)  # the command line wins over the file
 
 
 def test_training_leaves_user_settings_alone(offline_run: dict) -> None:

@@ -5,6 +5,12 @@ that only the dataset can fill: its channel count and ``mslong.channel_groups``.
 once in Python at the right channel count and saving the module is what lets the plain
 ``yolo segment train model=MODEL.pt data=DATA.yaml`` command train it (ultralytics rebuilds
 the model from the YAML stored in the checkpoint, with the data's channels).
+
+Beside the checkpoint goes its training configuration, ``MODEL.train.yaml``: ultralytics'
+own ``cfg=`` file (model, data, imgsz and :data:`RECOMMENDED_TRAIN_ARGS`), so that
+``yolo segment train cfg=MODEL.train.yaml`` trains with the settings our slices need. A
+checkpoint cannot carry them: ultralytics keeps only ``imgsz``, ``data``, ``task`` and
+``single_cls`` of a checkpoint's ``train_args``, and reads no hyperparameter from a dataset YAML.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ __all__ = [
     "model_config",
     "build_model",
     "init_checkpoint",
+    "train_config_path",
 ]
 
 MODELS = ("yolov9t-seg-long", "yolov9c-seg-long", "yolov9e-seg-long")
@@ -43,10 +50,12 @@ INPUT_MM = 0.9
 CONFIG_DIR = Path(__file__).parent / "cfg"  # package data (pyproject: yolo_long/cfg/*.yaml)
 Stem = Literal["grouped", "siamese"]
 
-# Training arguments that suit MRI slices (the README shows them on the yolo command line):
+# Training arguments that suit MRI slices (written into MODEL.train.yaml by init_checkpoint):
 # HSV means nothing for 9 grey-level channels (ultralytics skips it anyway), left-right
 # flips are anatomically plausible, up-down flips are not, and the affine stays small
-# because slices are already in a canonical orientation at a fixed spacing.
+# because slices are already in a canonical orientation at a fixed spacing. Mosaic tiles
+# four slices at half size, which halves lesions that are a few pixels wide; a one-epoch
+# warm-up leaves short runs (ultralytics' default is 3 epochs) most of their schedule.
 RECOMMENDED_TRAIN_ARGS: dict[str, float] = {
     "hsv_h": 0.0,
     "hsv_s": 0.0,
@@ -56,7 +65,8 @@ RECOMMENDED_TRAIN_ARGS: dict[str, float] = {
     "degrees": 10.0,
     "translate": 0.1,
     "scale": 0.2,
-    "mosaic": 1.0,
+    "mosaic": 0.0,
+    "warmup_epochs": 1.0,
 }
 
 
@@ -207,16 +217,18 @@ def init_checkpoint(
     seed: int = 0,
     overwrite: bool = False,
 ) -> Path:
-    """Write an untrained checkpoint that ``yolo segment train model=OUT data=DATA`` trains from scratch.
+    """Write an untrained checkpoint and its ``cfg=`` file, for ``yolo segment train cfg=OUT.train.yaml``.
 
     The checkpoint holds what ultralytics' ``load_checkpoint`` reads: the module under
-    ``model``, and ``train_args`` (task, data, imgsz) that become the training defaults.
+    ``model``, and ``train_args`` (task, data, imgsz) that become the training defaults of
+    ``yolo segment train model=OUT data=DATA``. The configuration (:func:`train_config_path`)
+    adds :data:`RECOMMENDED_TRAIN_ARGS`; arguments on the command line still override it.
 
     Args:
         model: one of :data:`MODELS`.
         stem: ``grouped`` or ``siamese``.
         data: the slicer export's dataset YAML.
-        out: the ``.pt`` file to write.
+        out: the ``.pt`` file to write (and ``OUT.train.yaml`` beside it).
         imgsz: default training/prediction image size stored in the checkpoint.
         seed: seed of the weight initialisation.
         overwrite: replace an existing ``out``.
@@ -227,8 +239,9 @@ def init_checkpoint(
     out, data = Path(out), Path(data).resolve()
     if out.suffix != ".pt":
         raise InputError(out, "checkpoint name must end in .pt (ultralytics requires it)")
-    if out.exists() and not overwrite:
-        print(f"{out} exists, kept (use --overwrite to rebuild)")
+    config = train_config_path(out)
+    if (out.exists() or config.exists()) and not overwrite:
+        print(f"{out} or {config.name} exists, kept (use --overwrite to rebuild)")
         return out
     info = read_data(data)
     imgsz = imgsz or default_imgsz(info)
@@ -243,9 +256,36 @@ def init_checkpoint(
     }
     with atomic_path(out) as tmp:
         torch.save(checkpoint, tmp)
+    _write_train_config(config, out.resolve(), data, imgsz)
     params = sum(p.numel() for p in net.parameters())
     print(
         f"wrote {out}: {model} ({stem} stem), {params / 1e6:.2f} M parameters, "
-        f"{net.yaml['channels']} channels, imgsz {imgsz}"
+        f"{net.yaml['channels']} channels, imgsz {imgsz}; train it with: yolo segment train cfg={config}"
     )
     return out
+
+
+def train_config_path(checkpoint: str | Path) -> Path:
+    """The ``cfg=`` file :func:`init_checkpoint` writes beside ``checkpoint``.
+
+    >>> train_config_path("runs/yolov9t-seg-long.pt").as_posix()
+    'runs/yolov9t-seg-long.train.yaml'
+    """
+    return Path(checkpoint).with_suffix(".train.yaml")
+
+
+def _write_train_config(path: Path, checkpoint: Path, data: Path, imgsz: int) -> None:
+    settings = {
+        "task": "segment",
+        "mode": "train",
+        "model": str(checkpoint),
+        "data": str(data),
+        "imgsz": imgsz,
+    }
+    header = (
+        "# ultralytics training configuration written by yolo-long init:\n"
+        f"#   yolo segment train cfg={path.name} [epochs=... batch=... device=...]\n"
+        "# Arguments on the command line override these.\n"
+    )
+    with atomic_path(path) as tmp:
+        tmp.write_text(header + yaml.safe_dump({**settings, **RECOMMENDED_TRAIN_ARGS}, sort_keys=False))

@@ -3,7 +3,7 @@
 Training itself is the plain ultralytics command line::
 
     yolo-long init --model yolov9t-seg-long --stem siamese --data DATA.yaml --out model.pt
-    yolo segment train data=DATA.yaml model=model.pt epochs=100 imgsz=256 hsv_h=0 hsv_s=0 hsv_v=0
+    yolo segment train cfg=model.train.yaml epochs=100
     yolo-long predict --weights runs/segment/train/weights/best.pt --source OUT/images/val --out preds/yolo
 """
 
@@ -24,13 +24,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True)
 
-    init = commands.add_parser("init", help="write an untrained checkpoint for a dataset's channels")
+    init = commands.add_parser(
+        "init", help="write an untrained checkpoint for a dataset's channels, and its training cfg= file"
+    )
     init.add_argument("--model", choices=MODELS, default="yolov9t-seg-long")
     init.add_argument(
         "--stem", choices=STEMS, default="siamese", help="two-timepoint stem (default: siamese)"
     )
     init.add_argument("--data", required=True, help="dataset YAML written by the slicer export")
-    init.add_argument("--out", required=True, help="checkpoint to write (.pt)")
+    init.add_argument("--out", required=True, help="checkpoint to write (.pt); OUT.train.yaml goes beside it")
     init.add_argument(
         "--imgsz",
         type=int,
