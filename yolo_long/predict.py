@@ -15,7 +15,7 @@ An untrained checkpoint shows the interface (a trained one is ``runs/segment/<na
 >>> data = write_export_yaml(folder / "data.yaml", splits={"train", "val"}, recipe=("t1", "t0", "diff"),
 ...                          context=1, spacing=1.0, orientations=("axial",), label="consensus", dataset="demo")
 >>> weights = init_checkpoint("yolov9t-seg-long", "siamese", data, folder / "untrained.pt", imgsz=64)  # doctest: +ELLIPSIS
-wrote ...untrained.pt: yolov9t-seg-long (siamese stem), 2.21 M parameters, 9 channels, imgsz 64
+wrote ...untrained.pt: yolov9t-seg-long (siamese stem), 2.21 M parameters, 9 channels, imgsz 64; train it with: ...
 >>> model = load_model(weights)
 >>> probs = list(predict_images(model, [np.zeros((9, 60, 44), np.uint8)]))
 >>> probs[0].shape, probs[0].dtype
