@@ -101,12 +101,12 @@ def main() -> None:
             weights, seconds = _train_plain(data, work, form, args.epochs)
             runs[form] = {"weights": str(weights), "seconds": seconds}
             listing.write_text(json.dumps(runs, indent=2))
-    checkpoints = {"demo": demo / "runs" / "yolo" / "weights" / "best.pt"}
-    checkpoints |= {f"plain_{form}": Path(runs[form]["weights"]) for form in args.forms}
+    # row label -> (scratch sub-folder, checkpoint)
+    checkpoints = {"demo's YOLO": ("demo", demo / "runs" / "yolo" / "weights" / "best.pt")}
+    checkpoints |= {f"plain {form}=": (f"plain_{form}", Path(runs[form]["weights"])) for form in args.forms}
     rows = {}
-    for name, weights in checkpoints.items():
-        label = "demo's YOLO" if name == "demo" else f"plain {name.removeprefix('plain_')}="
-        rows[label] = {"mask mAP50": _map50(weights, data), **_fused_scores(weights, demo, work, name)}
+    for label, (folder, weights) in checkpoints.items():
+        rows[label] = {"mask mAP50": _map50(weights, data), **_fused_scores(weights, demo, work, folder)}
     table = pd.DataFrame(rows).T.rename_axis("YOLO")
     for form in args.forms:
         command = " ".join(FORMS[form]("DATA"))

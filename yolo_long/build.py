@@ -246,17 +246,19 @@ def init_checkpoint(
     info = read_data(data)
     imgsz = imgsz or default_imgsz(info)
     net = build_model(model, stem, info, seed=seed)
+    train_args = {"task": "segment", "data": str(data), "imgsz": imgsz, "model": str(out)}
     checkpoint = {
         "date": datetime.now().astimezone().isoformat(),
         "version": __version__,
         "license": "AGPL-3.0 License (https://ultralytics.com/license)",
         "model": net,
         "ema": None,
-        "train_args": {"task": "segment", "data": str(data), "imgsz": imgsz, "model": str(out)},
+        "train_args": train_args,
     }
     with atomic_path(out) as tmp:
         torch.save(checkpoint, tmp)
-    _write_train_config(config, out.resolve(), data, imgsz)
+    # The cfg= file may be used from any folder: the model by its absolute path (data is already).
+    _write_train_config(config, {**train_args, "model": str(out.resolve())})
     params = sum(p.numel() for p in net.parameters())
     print(
         f"wrote {out}: {model} ({stem} stem), {params / 1e6:.2f} M parameters, "
@@ -274,18 +276,12 @@ def train_config_path(checkpoint: str | Path) -> Path:
     return Path(checkpoint).with_suffix(".train.yaml")
 
 
-def _write_train_config(path: Path, checkpoint: Path, data: Path, imgsz: int) -> None:
-    settings = {
-        "task": "segment",
-        "mode": "train",
-        "model": str(checkpoint),
-        "data": str(data),
-        "imgsz": imgsz,
-    }
+def _write_train_config(path: Path, train_args: dict[str, Any]) -> None:
     header = (
         "# ultralytics training configuration written by yolo-long init:\n"
         f"#   yolo segment train cfg={path.name} [epochs=... batch=... device=...]\n"
         "# Arguments on the command line override these.\n"
     )
+    settings = {"mode": "train", **train_args, **RECOMMENDED_TRAIN_ARGS}
     with atomic_path(path) as tmp:
-        tmp.write_text(header + yaml.safe_dump({**settings, **RECOMMENDED_TRAIN_ARGS}, sort_keys=False))
+        tmp.write_text(header + yaml.safe_dump(settings, sort_keys=False))
