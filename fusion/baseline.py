@@ -39,21 +39,13 @@ import cc3d
 import numpy as np
 
 from slicer.lesions import remove_small_lesions
-from slicer.normalise import brightening_z
+from slicer.normalise import brightening_z, robust_zscore
 
-__all__ = ["BASELINE_Z", "HYSTERESIS", "MIN_HYPERINTENSITY", "subtraction_baseline", "hyperintense"]
+__all__ = ["BASELINE_Z", "HYSTERESIS", "MIN_HYPERINTENSITY", "subtraction_baseline"]
 
 BASELINE_Z = 8.0  # the z-score threshold of a lesion's core (see above)
 HYSTERESIS = 0.5  # a lesion extends to voxels above this share of the core's threshold
 MIN_HYPERINTENSITY = 0.5  # robust standard deviations above the brain's median t1n
-
-
-def hyperintense(t1n: np.ndarray, brain: np.ndarray, sds: float) -> np.ndarray:
-    """Voxels whose ``t1n`` exceeds the brain's median by ``sds`` robust standard deviations (1.4826 MAD)."""
-    inside = t1n[brain] if brain.any() else t1n.ravel()
-    median = float(np.median(inside))
-    spread = 1.4826 * float(np.median(np.abs(inside - median)))
-    return t1n > median + sds * spread
 
 
 def subtraction_baseline(
@@ -83,8 +75,9 @@ def subtraction_baseline(
     """
     head = t1n > 0 if head is None else head.astype(bool)
     z = brightening_z(t1n, t0n, head, sigma_mm / spacing)
-    extent = (z > hysteresis * z_threshold) & hyperintense(t1n, head, 0.0) & head
-    cores = (z > z_threshold) & hyperintense(t1n, head, min_hyperintensity) & extent
+    brightness = robust_zscore(t1n, head)  # of the follow-up, in the brain
+    extent = (z > hysteresis * z_threshold) & (brightness > 0) & head
+    cores = (z > z_threshold) & (brightness > min_hyperintensity) & extent
     labels = cc3d.connected_components(np.ascontiguousarray(extent), connectivity=26)
-    mask = np.isin(labels, np.unique(labels[cores])) & extent
+    mask = np.isin(labels, np.unique(labels[cores]))
     return remove_small_lesions(mask, (spacing,) * 3, min_size_mm3).astype(np.uint8)

@@ -31,6 +31,7 @@ __all__ = [
     "match_to_reference",
     "match_local_intensity",
     "brightening_z",
+    "robust_zscore",
 ]
 
 # Percentiles of head voxels mapped to 0 and 1: robust to a few hot or dark voxels.
@@ -112,11 +113,16 @@ def brightening_z(t1n: np.ndarray, t0n: np.ndarray, head: np.ndarray, sigma_voxe
     the robust scale adapts to each case's noise and scanner pair. Focal brightening (a new or
     an enlarging lesion) stands out by several units; global drift does not.
     """
-    head = head.astype(bool)
-    if not head.any():
-        return np.zeros(t1n.shape, np.float32)
     difference = ndimage.gaussian_filter((t1n - t0n).astype(np.float32), sigma_voxels)
-    inside = difference[head]
+    return robust_zscore(difference, head)
+
+
+def robust_zscore(volume: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """``(v - median) / (1.4826 * MAD)`` with both statistics over ``mask``; 0 outside it."""
+    mask = mask.astype(bool)
+    if not mask.any():
+        return np.zeros(volume.shape, np.float32)
+    inside = volume[mask]
     median = float(np.median(inside))
     spread = 1.4826 * float(np.median(np.abs(inside - median))) or 1e-6
-    return np.where(head, (difference - median) / spread, 0.0).astype(np.float32)
+    return np.where(mask, (volume - median) / spread, 0.0).astype(np.float32)
