@@ -12,13 +12,17 @@ mapped from the raw follow-up's grid into the common space with the database's
 - UNeXt, YOLO and both, trained on the realistic phantom (a head, a shorter baseline field
   of view, 3 mm slices);
 - the same trained on the realistic phantom plus pseudo-longitudinal pairs made from the two
-  real single-time-point scans (``ROOT/cross_sectional``, ``--simulate-evolution``);
+  real single-time-point scans (``ROOT/cross_sectional``, ``--simulate-evolution``;
+  ``--pseudo-draws N`` draws N pseudo pairs from each scan);
 - the same trained on the realistic phantom plus the *other* real pair: patient01 is scored
   by the models trained with patient12's pair and the reverse, so no pair is scored by a
   model that trained on it.
 
     python benchmarks/bench_real.py --root ../shared/data/ljubljana
     python benchmarks/bench_real.py --root ../shared/data/ljubljana --rows baseline calibrated  # no training
+    python benchmarks/bench_real.py --root ../shared/data/ljubljana --rows pseudo --models yolo --pseudo-draws 4 --yolo-epochs 14
+
+``--models`` trains only the networks named.
 
 Every default comes from the phantom. The ``calibrated`` row alone looks at real labels: the
 baseline's z threshold for one pair is the best on the other pair, never on the pair it scores.
@@ -163,21 +167,36 @@ def real_export(dataset: str, root: Path, out: Path, args: argparse.Namespace, *
                                  drop_empty_fraction=0.8, seed=args.seed, **extra))  # fmt: skip
 
 
-def single_pair_root(root: Path, patient: str, work: Path) -> Path:
-    """A dataset root holding one real pair (a link), to export it alone."""
-    folder = work / f"root_{patient}"
+def linked_root(folder: Path, links: dict[str, Path]) -> Path:
+    """A dataset root of links (case id -> a case folder elsewhere), to export a chosen set of cases."""
     folder.mkdir(parents=True, exist_ok=True)
-    if not (folder / patient).exists():
-        os.symlink((root / "longitudinal" / patient).resolve(), folder / patient)
+    for case, target in links.items():
+        if not (folder / case).exists():
+            os.symlink(target.resolve(), folder / case)
     return folder
+
+
+def single_pair_root(root: Path, patient: str, work: Path) -> Path:
+    """A dataset root holding one real pair, to export it alone."""
+    return linked_root(work / f"root_{patient}", {patient: root / "longitudinal" / patient})
+
+
+def pseudo_root(root: Path, draws: int, work: Path) -> Path:
+    """The single-time-point scans, each linked ``draws`` times under its own case id.
+
+    The export seeds each case's evolution with its id, so every link is another pseudo
+    pair of the same scan: other lesions new, others enlarging, another drift.
+    """
+    scans = sorted(path for path in (root / "cross_sectional").iterdir() if path.is_dir())
+    links = {f"{scan.name}_d{draw}" if draw else scan.name: scan for scan in scans for draw in range(draws)}
+    return linked_root(work / f"root_cross_{draws}", links)
 
 
 def trained(name: str, exports: list[Path], work: Path, args: argparse.Namespace) -> dict[str, Path]:
     data = merge_exports(exports, work / f"train_{name}")
     options = DemoOptions(out=work / f"models_{name}", voxel=args.spacing, seed=args.seed,
                           unext_epochs=args.unext_epochs, yolo_epochs=args.yolo_epochs, device=args.device)  # fmt: skip
-    weights = train_models(options, data)
-    return {model: weights[model] for model in args.models}
+    return train_models(options, data, args.models)
 
 
 def _scores(row: str, models: dict[str, dict[str, Path]], work: Path, args: argparse.Namespace) -> list[dict]:
@@ -244,6 +263,8 @@ def main() -> None:
     parser.add_argument("--slice-thickness", type=float, default=3.0, help="the phantom's slices, mm")
     parser.add_argument("--unext-epochs", type=int, default=DemoOptions.unext_epochs)
     parser.add_argument("--yolo-epochs", type=int, default=DemoOptions.yolo_epochs)
+    parser.add_argument("--pseudo-draws", type=int, default=1,
+                        help="pseudo pairs drawn from each single-time-point scan (the pseudo row)")  # fmt: skip
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default=None)
     args = parser.parse_args()
@@ -258,8 +279,8 @@ def main() -> None:
             phantom = phantom_export(work, args)
         if row in ("phantom", "pseudo"):
             extra = [] if row == "phantom" else [
-                real_export("ljubljana_cross", args.root / "cross_sectional", work / "export_cross", args,
-                            simulate_evolution=True)
+                real_export("ljubljana_cross", pseudo_root(args.root, args.pseudo_draws, work),
+                            work / f"export_cross_{args.pseudo_draws}", args, simulate_evolution=True)
             ]  # fmt: skip
             weights = trained(row, [phantom, *extra], work, args)
             models = {patient: weights for patient in PATIENTS}
@@ -271,8 +292,10 @@ def main() -> None:
         records += _scores(row, models, work, args)
     table = pd.DataFrame(records)
     table.to_csv(work / "scores.csv", index=False)
+    titles = {**ROW_TITLES, "pseudo": ROW_TITLES["pseudo"] + (
+        f", {args.pseudo_draws} draws each" if args.pseudo_draws > 1 else "")}  # fmt: skip
     table["method"] = [
-        f"{m}, {ROW_TITLES[r]}" if ROW_TITLES[r] else m
+        f"{m}, {titles[r]}" if titles[r] else m
         for m, r in zip(table["method"], table["row"], strict=True)
     ]
     columns = ["dice", "f1", "sensitivity", "precision", "fp_lesions"]

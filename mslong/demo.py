@@ -9,7 +9,7 @@ the comparison with the subtraction baseline, write figures and ``results.md``.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -277,14 +277,19 @@ def prepare_data(options: DemoOptions) -> Path:
     return summary.yaml_path
 
 
-def train_models(options: DemoOptions, data: Path) -> dict[str, Path]:
-    """Train UNeXt and YOLOv9t-seg-long briefly; returns their best checkpoints."""
+def train_models(
+    options: DemoOptions, data: Path, models: Sequence[str] = ("unext", "yolo")
+) -> dict[str, Path]:
+    """Train UNeXt and YOLOv9t-seg-long briefly (or those of ``models``); returns their best checkpoints."""
     runs = options.out / "runs"
     data = training_data(options, data)
-    _step("train UNeXt (siamese two-timepoint stem)")
-    weights = {"unext": train_unext(options, data, runs)}
-    _step("train YOLOv9t-seg-long (siamese stem) with the ultralytics trainer")
-    weights["yolo"] = _train_yolo(options, data, runs)
+    weights = {}
+    if "unext" in models:
+        _step("train UNeXt (siamese two-timepoint stem)")
+        weights["unext"] = train_unext(options, data, runs)
+    if "yolo" in models:
+        _step("train YOLOv9t-seg-long (siamese stem) with the ultralytics trainer")
+        weights["yolo"] = _train_yolo(options, data, runs)
     return weights
 
 
