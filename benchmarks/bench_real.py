@@ -295,8 +295,7 @@ def main() -> None:
     titles = {**ROW_TITLES, "pseudo": ROW_TITLES["pseudo"] + (
         f", {args.pseudo_draws} draws each" if args.pseudo_draws > 1 else "")}  # fmt: skip
     table["method"] = [
-        f"{m}, {titles[r]}" if titles[r] else m
-        for m, r in zip(table["method"], table["row"], strict=True)
+        f"{m}, {titles[r]}" if titles[r] else m for m, r in zip(table["method"], table["row"], strict=True)
     ]
     columns = ["dice", "f1", "sensitivity", "precision", "fp_lesions"]
     mean = table.pivot_table(index="method", columns="input", values=columns, aggfunc="mean", sort=False)
