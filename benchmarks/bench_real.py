@@ -254,7 +254,8 @@ def main() -> None:
     parser.add_argument(
         "--root", type=Path, required=True, help="the ljubljana folder (longitudinal/, cross_sectional/)"
     )
-    parser.add_argument("--work", type=Path, default=Path("benchmarks/output/real"))
+    parser.add_argument("--work", type=Path, default=Path("benchmarks/output/real"),
+                        help="reruns reuse its exports, models and masks: other settings need another folder")  # fmt: skip
     parser.add_argument("--rows", nargs="+", default=list(ROWS), choices=ROWS)
     parser.add_argument("--models", nargs="+", default=["unext", "yolo"], choices=["unext", "yolo"])
     parser.add_argument("--spacing", type=float, default=1.5, help="export and segmentation spacing, mm")
