@@ -2,14 +2,17 @@
 
 For each single-time-point case under ``--root`` (a folder per case holding ``FLAIR.nii.gz`` and
 ``consensus.nii.gz``, e.g. the Ljubljana cross-sectional scans), the simulation of
-``slicer export --simulate-evolution`` (same seed rule: ``--seed``, 2 % drift) makes a pseudo t0,
-then the table compares, inside the erased lesions and in a shell of tissue 1-3 mm around them
-(outside every consensus lesion, inside the head):
+``slicer export --simulate-evolution`` (same seed rule: ``--seed``, its drift, t0 re-acquired)
+makes a pseudo t0, then the table compares, inside the erased lesions and in a shell of tissue
+1-3 mm around them (outside every consensus lesion, inside the head):
 
 - roughness: the mean absolute 2D Laplacian over the axial slices of the pseudo t0;
 - the mean intensity of the pseudo t0.
 
-A ratio near 1 means the fill has the texture and level of the tissue around it.
+A ratio near 1 means the fill has the texture and level of the tissue around it. Away from the
+lesions (the head beyond ``SHELL_MM[1]`` of any), the last two columns compare the pseudo t0
+with the real scan: the ratio of their roughness, and the correlation of their Laplacians (1 when
+t0 shares t1's noise; two real sessions share their anatomy's edges only).
 
     python benchmarks/bench_evolution.py --root ../shared/data/ljubljana/cross_sectional \\
         [--seed 0] [--figure docs/img/evolution.png]
@@ -29,12 +32,12 @@ import numpy as np
 from scipy import ndimage
 
 from slicer.evolution import simulate_evolution
+from slicer.export import EVOLUTION_DRIFT
 from slicer.io import load_mask, load_volume, spacing_of
 from slicer.lesions import label_lesions
 from slicer.normalise import head_mask
 
 SHELL_MM = (1.0, 3.0)
-DRIFT = 0.02  # as slicer export --simulate-evolution
 _LAPLACIAN_2D = np.array([[0, 1, 0], [1, -4, 1], [0, 1, 0]], np.float32)
 
 
@@ -53,12 +56,21 @@ def shell(
 
 
 def measure(
-    t0: np.ndarray, new: np.ndarray, consensus: np.ndarray, spacing: tuple[float, ...], axial_axis: int
+    t0: np.ndarray,
+    t1: np.ndarray,
+    new: np.ndarray,
+    consensus: np.ndarray,
+    spacing: tuple[float, ...],
+    axial_axis: int,
 ) -> dict[str, float]:
-    """Roughness and mean intensity of ``t0`` inside the erased lesions and in the shell around."""
-    inside = new > 0
-    around = shell(inside, consensus > 0, head_mask(t0), spacing)
+    """Roughness and mean intensity of ``t0`` inside the erased lesions and in the shell around;
+    roughness and Laplacian correlation of ``t0`` against ``t1`` away from every lesion."""
+    inside, head = new > 0, head_mask(t0)
+    around = shell(inside, consensus > 0, head, spacing)
+    far = head & (ndimage.distance_transform_edt(consensus == 0, sampling=spacing) > SHELL_MM[1])
     rough = axial_roughness(t0, axial_axis)
+    laplacians = [ndimage.correlate(v.astype(np.float32), np.expand_dims(_LAPLACIAN_2D, axial_axis))[far]
+                  for v in (t0, t1)]  # fmt: skip
     other_axes = tuple(a for a in range(3) if a != axial_axis)
     return {
         "slices": int(inside.any(axis=other_axes).sum()),
@@ -66,6 +78,8 @@ def measure(
         "rough_shell": float(rough[around].mean()),
         "level_in": float(t0[inside].mean()),
         "level_shell": float(t0[around].mean()),
+        "grain": float(rough[far].mean() / np.abs(laplacians[1]).mean()),
+        "correlation": float(np.corrcoef(*laplacians)[0, 1]),
     }
 
 
@@ -121,7 +135,8 @@ def main() -> None:
     header = f"{'case':<10} {'lesions':>7} {'erased':>6} {'grown':>5} {'slices':>6}  "
     print(
         header
-        + f"{'|lap| in':>8} {'shell':>6} {'ratio':>5}  {'mean in':>7} {'shell':>6} {'ratio':>5}  {'s':>4}"
+        + f"{'|lap| in':>8} {'shell':>6} {'ratio':>5}  {'mean in':>7} {'shell':>6} {'ratio':>5}  "
+        + f"{'t0/t1':>5} {'corr':>5}  {'s':>4}"
     )
     largest: tuple[int, tuple[np.ndarray, ...], int] | None = None
     for case in cases:
@@ -129,16 +144,18 @@ def main() -> None:
         consensus, _ = load_mask(case / "consensus.nii.gz")
         spacing = spacing_of(img.affine)
         start = time.perf_counter()
-        t0, new, evolution = simulate_evolution(t1, consensus, spacing, args.seed, drift=DRIFT)
+        t0, new, evolution = simulate_evolution(
+            t1, consensus, spacing, args.seed, drift=EVOLUTION_DRIFT, reacquire=True
+        )
         seconds = time.perf_counter() - start
         labels, count = label_lesions(consensus, spacing)
         axis = axial_axis_of(img.affine)
-        row = measure(t0, new, consensus, tuple(spacing), axis)
+        row = measure(t0, t1, new, consensus, tuple(spacing), axis)
         print(
             f"{case.name:<10} {count:>7} {len(evolution.removed):>6} {len(evolution.grown):>5} {row['slices']:>6}  "
             f"{row['rough_in']:>8.1f} {row['rough_shell']:>6.1f} {row['rough_in'] / row['rough_shell']:>5.2f}  "
             f"{row['level_in']:>7.1f} {row['level_shell']:>6.1f} {row['level_in'] / row['level_shell']:>5.2f}  "
-            f"{seconds:>4.1f}"
+            f"{row['grain']:>5.2f} {row['correlation']:>5.2f}  {seconds:>4.1f}"
         )
         if largest is None or int(new.sum()) > largest[0]:
             largest = (int(new.sum()), (t1, t0, new, np.isin(labels, evolution.grown)), axis)

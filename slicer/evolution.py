@@ -5,7 +5,12 @@ One scan and its lesion mask become a pseudo pair (t0 = simulated baseline, t1 =
 - a random share of the lesions is erased from t0: they are new, and exactly the new-lesion mask;
 - a random share of the others is smaller at t0 (enlarging lesions, grown by a linear factor as in
   the phantom): MSSEG-2 counts new lesions only, so their new rim is not in the mask, a hard negative;
-- t0 drifts in intensity by a smooth multiplicative field.
+- t0 drifts in intensity by a smooth multiplicative field;
+- with ``reacquire``, t0 becomes a second acquisition: resampled at a random sub-voxel offset (as
+  into a middle space, or after a registration a fraction of a voxel off) and given noise of its
+  own, so that its roughness is the scan's again. Without it, t0 would share every voxel of t1's
+  noise: the difference of the pair would be exactly zero but on the lesions, a cue no real pair
+  gives (two sessions never share their noise) and one a network or a z-score leans on.
 
 Erasing replaces the lesion and its partial-volume rim by the tissue around it: a smooth level
 inpainted inwards from the nearest normal tissue (background and CSF excluded, so a periventricular
@@ -35,10 +40,10 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
-from scipy import ndimage
+from scipy import fft, ndimage
 from skimage.filters import threshold_otsu
 
 from slicer.lesions import ENLARGING_GROWTH, ENLARGING_SHARE, MIN_LESION_MM3, label_lesions
@@ -58,6 +63,7 @@ OUTLIER_SD = 3.0  # texture beyond this many robust standard deviations of the t
 DARK_FRACTION = 0.5  # below this share of the tissue's median intensity: background or CSF
 # A voxel is inpainted once this share of the Gaussian's weight lies on tissue of known level.
 MIN_SUPPORT = 0.05
+MAX_SHIFT_VOXELS = 0.5  # a re-acquired t0 is resampled this far off t1's grid at most, per axis
 # Texture is copied from the neighbouring patch in one of these 26 directions.
 _DIRECTIONS = np.argwhere(np.ones((3, 3, 3), bool)) - 1
 _DIRECTIONS = _DIRECTIONS[np.any(_DIRECTIONS != 0, axis=1)]
@@ -72,12 +78,16 @@ class Evolution:
         grown: lesion labels smaller at t0 (enlarging between t0 and t1; not new).
         growth: linear growth factor from t0 to t1 of each ``grown`` lesion (t0 keeps 1/growth³ of it).
         drift: multiplicative intensity drift of t0 at the corners of the volume (2x2x2).
+        shift: sub-voxel offset (voxels, per axis) at which t0 is resampled as a second acquisition.
+        noise_seed: seed of t0's own noise; None when t0 is not re-acquired (it shares t1's noise).
     """
 
     removed: tuple[int, ...]
     grown: tuple[int, ...]
     growth: tuple[float, ...]
     drift: tuple[float, ...]
+    shift: tuple[float, ...] = (0.0, 0.0, 0.0)
+    noise_seed: int | None = None
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -85,6 +95,8 @@ class Evolution:
             "grown": list(self.grown),
             "growth": list(self.growth),
             "drift": list(self.drift),
+            "shift": list(self.shift),
+            "noise_seed": self.noise_seed,
         }
 
 
@@ -94,8 +106,10 @@ def draw_evolution(
     new_fraction: float = 0.5,
     grow_fraction: float = ENLARGING_SHARE,
     drift: float = 0.0,
+    reacquire: bool = False,
 ) -> Evolution:
-    """Choose the new lesions (at least one when there are any), the enlarging ones and the drift.
+    """Choose the new lesions (at least one when there are any), the enlarging ones, the drift
+    and, with ``reacquire``, the offset and noise of t0's second acquisition.
 
     Args:
         volumes_mm3: volume of lesion ``i + 1`` at index ``i``.
@@ -103,6 +117,7 @@ def draw_evolution(
         new_fraction: share of lesions erased from t0.
         grow_fraction: share of the other lesions that are smaller at t0.
         drift: maximum relative intensity drift of t0 at the corners.
+        reacquire: t0 is resampled at a random sub-voxel offset and gets noise of its own.
     """
     volumes_mm3 = np.asarray(volumes_mm3, dtype=float)
     n_lesions = len(volumes_mm3)
@@ -114,12 +129,16 @@ def draw_evolution(
     grows = (rng.random(len(kept)) < grow_fraction) & (volumes_mm3[kept - 1] / factors**3 > MIN_LESION_MM3)
     order = np.argsort(kept[grows])
     corners = 1.0 + rng.uniform(-drift, drift, 8)
-    return Evolution(
+    evolution = Evolution(
         removed=tuple(sorted(int(v) for v in labels[:n_new])),
         grown=tuple(int(v) for v in kept[grows][order]),
         growth=tuple(round(float(v), 4) for v in factors[grows][order]),
         drift=tuple(float(v) for v in corners),
     )
+    if not reacquire:  # drawn last: the choices above do not depend on it
+        return evolution
+    shift = tuple(float(v) for v in rng.uniform(-MAX_SHIFT_VOXELS, MAX_SHIFT_VOXELS, 3))
+    return replace(evolution, shift=shift, noise_seed=int(rng.integers(2**31)))
 
 
 def _growth_cores(lesions: np.ndarray, growth: dict[int, float], spacing: np.ndarray) -> np.ndarray:
@@ -340,6 +359,42 @@ def _drift_field(corners: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     return np.einsum("ijk,ix,jy,kz->xyz", corners, x, y, z, optimize=True).astype(np.float32)
 
 
+def _grain(volume: np.ndarray) -> np.ndarray:
+    """The volume minus its smooth level: noise and fine texture."""
+    return volume - ndimage.gaussian_filter(volume, TEXTURE_SIGMA_VOXELS, truncate=TRUNCATE)
+
+
+def _robust_sd(values: np.ndarray) -> float:
+    return 1.4826 * float(np.median(np.abs(values - np.median(values))))
+
+
+def _grain_like(grain: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A random field with the power spectrum of ``grain`` (its phases drawn anew): the scan's
+    own noise correlation and roughness, at independent values and without its structures."""
+    phases = np.angle(fft.rfftn(rng.standard_normal(grain.shape, dtype=np.float32), workers=-1))
+    spectrum = np.abs(fft.rfftn(grain, workers=-1)) * np.exp(1j * phases)
+    spectrum[0, 0, 0] = 0.0  # zero mean: a level, not grain
+    return fft.irfftn(spectrum, s=grain.shape, workers=-1).astype(np.float32)
+
+
+def _reacquire(t0: np.ndarray, t1: np.ndarray, evolution: Evolution, floor: float) -> np.ndarray:
+    """t0 as a second session would give it: resampled at ``evolution.shift`` (linear, which
+    smooths its grain) plus a field with t1's grain spectrum, scaled so that t0's roughness in the
+    tissue (robust spread of its Laplacian) is t1's again. Voxels not acquired (0) stay 0;
+    acquired ones stay above t1's smallest value."""
+    moved = ndimage.shift(t0, evolution.shift, order=1, mode="nearest")
+    tissue = t1 > floor
+    grain = _grain(t1)
+    spread = _robust_sd(grain[tissue])
+    # The spectrum of the tissue's grain alone: beyond OUTLIER_SD it is edges, not noise.
+    texture = np.where(tissue, np.clip(grain, -OUTLIER_SD * spread, OUTLIER_SD * spread), 0.0)
+    noise = _grain_like(texture, np.random.default_rng(evolution.noise_seed))
+    roughness = [_robust_sd(ndimage.laplace(volume)[tissue]) for volume in (t1, moved, noise)]
+    noise *= np.sqrt(max(roughness[0] ** 2 - roughness[1] ** 2, 0.0)) / max(roughness[2], 1e-12)
+    lowest = float(t1[t1 > 0].min())
+    return np.where(moved > 0, np.maximum(moved + noise, lowest), 0.0).astype(np.float32)
+
+
 def apply_evolution(
     t1: np.ndarray,
     lesion_labels: np.ndarray,
@@ -353,12 +408,14 @@ def apply_evolution(
     spacing_mm = np.asarray(spacing, dtype=float)
     t0 = t1.astype(np.float32, copy=True)
     changing = np.isin(lesion_labels, evolution.removed + evolution.grown)
+    floor = _tissue_floor(t1)
     if changing.any():
-        floor = _tissue_floor(t1)
         for box, tight, group in _groups(changing):
             _fill_group(t0, t1, lesion_labels, box, tight, group, evolution, spacing_mm, floor)
     if any(d != 1.0 for d in evolution.drift):
         t0 *= _drift_field(np.asarray(evolution.drift, dtype=np.float32).reshape(2, 2, 2), t0.shape)
+    if evolution.noise_seed is not None:
+        t0 = _reacquire(t0, t1, evolution, floor)
     return t0, np.isin(lesion_labels, evolution.removed).astype(np.uint8)
 
 
@@ -371,6 +428,7 @@ def simulate_evolution(
     new_fraction: float = 0.5,
     grow_fraction: float = ENLARGING_SHARE,
     drift: float = 0.0,
+    reacquire: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, Evolution]:
     """Turn one scan and its lesion mask into a (pseudo t0, new-lesion mask) pair.
 
@@ -382,12 +440,15 @@ def simulate_evolution(
         new_fraction: share of lesions erased from t0 (at least one when there are any).
         grow_fraction: share of the other lesions smaller at t0 (enlarging; not in the mask).
         drift: maximum relative intensity drift of t0 (0.05 = up to 5 % at the corners).
+        reacquire: t0 becomes a second acquisition (sub-voxel resampling, noise of its own).
 
     Returns:
         pseudo t0 (float32), new-lesion mask (uint8, exactly the erased lesions), the draws.
     """
     lesion_labels, n_lesions = label_lesions(consensus, spacing)
     volumes = np.bincount(lesion_labels.ravel(), minlength=n_lesions + 1)[1:] * float(np.prod(spacing))
-    evolution = draw_evolution(volumes, np.random.default_rng(seed), new_fraction, grow_fraction, drift)
+    evolution = draw_evolution(
+        volumes, np.random.default_rng(seed), new_fraction, grow_fraction, drift, reacquire
+    )
     t0, new = apply_evolution(t1, lesion_labels, evolution, spacing)
     return t0, new, evolution

@@ -56,7 +56,18 @@ from slicer.prepare import PreparedCase, prepare_case
 from slicer.register import RegistrationError
 from slicer.writer import remove_files, roi_name, write_case_slices, write_roi
 
-__all__ = ["ExportOptions", "ExportSummary", "export_dataset", "export_case", "assign_splits", "parse_label"]
+__all__ = [
+    "ExportOptions",
+    "ExportSummary",
+    "export_dataset",
+    "export_case",
+    "assign_splits",
+    "parse_label",
+    "case_seed",
+    "EVOLUTION_DRIFT",
+]
+
+EVOLUTION_DRIFT = 0.02  # --simulate-evolution: a pseudo baseline drifts by up to 2 % in intensity
 
 
 def assign_splits(
@@ -82,7 +93,9 @@ def assign_splits(
     return {**splits, **{case_id: "val" if i < n_val else "train" for i, case_id in enumerate(pool)}}
 
 
-def _case_seed(seed: int, case_id: str) -> int:
+def case_seed(seed: int, case_id: str) -> int:
+    """The random seed of one case: the export's seed and the case id, so a case draws the same
+    evolution whichever cases are exported with it."""
     return int(np.random.SeedSequence([seed, zlib.crc32(case_id.encode())]).generate_state(1)[0])
 
 
@@ -109,7 +122,9 @@ def _load_case(case: Case, options: ExportOptions, seed: int) -> tuple[dict[str,
     if t0 is None and options.simulate_evolution:
         if mask is None:
             raise InputError(case.t1, "--simulate-evolution needs a lesion mask")
-        t0, mask, evolution = simulate_evolution(t1, mask, spacing_of(t1_img.affine), seed, drift=0.02)
+        t0, mask, evolution = simulate_evolution(
+            t1, mask, spacing_of(t1_img.affine), seed, drift=EVOLUTION_DRIFT, reacquire=True
+        )
         t0_img = t1_img
         near = ndimage.binary_dilation(mask, iterations=1)
         raters = [r * near for r in raters]
@@ -152,7 +167,7 @@ def prepare_export_case(
     was made from (on the follow-up's grid: ``t1_img``, ``mask``...) and provenance for the case
     JSON; raises :class:`~slicer.register.RegistrationError` or :class:`InputError`.
     """
-    arrays, info = _load_case(case, options, _case_seed(options.seed, case.id))
+    arrays, info = _load_case(case, options, case_seed(options.seed, case.id))
     prepared = prepare_case(
         **arrays,
         spacing=options.spacing,
@@ -182,7 +197,7 @@ def export_case(
     """
     out = Path(options.out)
     _remove_case(out, case.id)
-    seed = _case_seed(options.seed, case.id)
+    seed = case_seed(options.seed, case.id)
     written: list[Path] = []
     try:
         prepared, _, info = prepare_export_case(case, options)

@@ -139,7 +139,24 @@ def test_same_seed_same_pair(scan) -> None:
     assert first[2] == again[2]
     assert any(simulate_evolution(t1, mask, seed=s)[2].removed != first[2].removed for s in range(6, 9))
     record = json.loads(json.dumps(first[2].to_dict()))
-    assert set(record) == {"removed", "grown", "growth", "drift"}
+    assert set(record) == {"removed", "grown", "growth", "drift", "shift", "noise_seed"}
+
+
+def test_reacquired_baseline_has_noise_of_its_own(scan) -> None:
+    t1, mask = scan
+    shared, new, plain = simulate_evolution(t1, mask, seed=3)
+    t0, new_again, evolution = simulate_evolution(t1, mask, seed=3, reacquire=True)
+    assert evolution.removed == plain.removed and np.array_equal(new, new_again)
+    assert evolution.noise_seed is not None and 0 < max(abs(v) for v in evolution.shift) <= 0.5
+    head = ndimage.binary_erosion(t1 > 0, iterations=2)
+    far = head & ~ndimage.binary_dilation(mask > 0, iterations=5)  # tissue away from every lesion
+    np.testing.assert_array_equal(shared[far], t1[far])  # not re-acquired: t1's own voxels
+    grain = t1[far] - ndimage.gaussian_filter(t1, 1.5)[far]
+    difference = (t0 - t1)[far]
+    assert difference.std() > grain.std() and abs(difference.mean()) < 0.01 * TISSUE
+    roughness = _axial_roughness(t0)[far].mean() / _axial_roughness(t1)[far].mean()
+    assert 0.85 < roughness < 1.15, roughness
+    assert (t0[~ndimage.binary_dilation(t1 > 0, np.ones((3, 3, 3)))] == 0).all() and (t0[head] > 0).all()
 
 
 def test_draws_respect_the_fractions_and_the_lesion_size_rule() -> None:
