@@ -8,12 +8,14 @@ mapped from the raw follow-up's grid into the common space with the database's
 ``raw/study2_FLAIR_to_common_space.txt``). Every row runs ``mslong segment`` as a user would
 (brain mask computed by deepbet, triplanar vote, old lesions dropped):
 
-- the subtraction baseline (no weights);
+- the subtraction baseline (no weights), with its phantom default z, or with z chosen on the
+  other real pair (``calibrated``) or on the pseudo pairs below (``pseudo-calibrated``);
 - UNeXt, YOLO and both, trained on the realistic phantom (a head, a shorter baseline field
   of view, 3 mm slices);
 - the same trained on the realistic phantom plus pseudo-longitudinal pairs made from the two
-  real single-time-point scans (``ROOT/cross_sectional``, ``--simulate-evolution``;
-  ``--pseudo-draws N`` draws N pseudo pairs from each scan);
+  real single-time-point scans (``ROOT/cross_sectional``, the evolution of
+  ``--simulate-evolution``; ``--pseudo-draws N`` draws N pseudo pairs from each scan,
+  ``--pseudo-thickness 3`` acquires them again with 3 mm axial slices, as the real pairs);
 - the same trained on the realistic phantom plus the *other* real pair: patient01 is scored
   by the models trained with patient12's pair and the reverse, so no pair is scored by a
   model that trained on it.
@@ -21,11 +23,14 @@ mapped from the raw follow-up's grid into the common space with the database's
     python benchmarks/bench_real.py --root ../shared/data/ljubljana
     python benchmarks/bench_real.py --root ../shared/data/ljubljana --rows baseline calibrated  # no training
     python benchmarks/bench_real.py --root ../shared/data/ljubljana --rows pseudo --models yolo --pseudo-draws 4 --yolo-epochs 14
+    python benchmarks/bench_real.py --root ../shared/data/ljubljana --rows pseudo --models yolo --pseudo-thickness 3
 
 ``--models`` trains only the networks named.
 
-Every default comes from the phantom. The ``calibrated`` row alone looks at real labels: the
-baseline's z threshold for one pair is the best on the other pair, never on the pair it scores.
+Every default comes from the phantom. The ``calibrated`` row alone looks at real longitudinal
+labels: the baseline's z threshold for one pair is the best on the other pair, never on the pair
+it scores; ``pseudo-calibrated`` takes the best on the pseudo pairs (real tissue, simulated
+change).
 """
 
 from __future__ import annotations
@@ -46,11 +51,14 @@ from mslong.demo import train_models
 from mslong.options import DemoOptions
 from mslong.segment import segment_patient
 from slicer.dataset_yaml import write_train_listing
-from slicer.export import ExportOptions, export_dataset
-from slicer.io import load_volume, spacing_of
+from slicer.evolution import simulate_evolution
+from slicer.export import EVOLUTION_DRIFT, ExportOptions, case_seed, export_dataset
+from slicer.io import load_mask, load_volume, save_nifti, spacing_of
 from slicer.manifest import read_manifest
 from slicer.normalise import head_mask
 from slicer.phantom import write_phantom
+from slicer.phantom.acquisition import slices_per_thick, thick_affine, thicken
+from slicer.phantom.case import MASK_FRACTION
 from slicer.register import register
 
 PATIENTS = ("patient01", "patient12")
@@ -58,7 +66,7 @@ INPUTS = {
     "co-registered": ("flair_time01_on_middle_space.nii.gz", "flair_time02_on_middle_space.nii.gz"),
     "raw": ("raw/study1_FLAIR.nii.gz", "raw/study2_FLAIR.nii.gz"),
 }
-ROWS = ("baseline", "calibrated", "phantom", "pseudo", "pair")
+ROWS = ("baseline", "calibrated", "pseudo-calibrated", "phantom", "pseudo", "pair")
 Z_GRID = (3.0, 4.0, 5.0, 6.0, 8.0)  # the calibrated row's candidate thresholds
 MODEL_SETS = {"UNeXt": ("unext",), "YOLO": ("yolo",), "UNeXt + YOLO": ("unext", "yolo")}
 
@@ -181,15 +189,35 @@ def single_pair_root(root: Path, patient: str, work: Path) -> Path:
     return linked_root(work / f"root_{patient}", {patient: root / "longitudinal" / patient})
 
 
-def pseudo_root(root: Path, draws: int, work: Path) -> Path:
-    """The single-time-point scans, each linked ``draws`` times under its own case id.
+def pseudo_root(root: Path, draws: int, thickness: float | None, work: Path, seed: int) -> Path:
+    """Pseudo pairs of the single-time-point scans, written in the longitudinal layout.
 
-    The export seeds each case's evolution with its id, so every link is another pseudo
-    pair of the same scan: other lesions new, others enlarging, another drift.
+    ``draws`` pairs per scan (case ids ``patient07``, ``patient07_d1``...): each case id seeds
+    its evolution as ``slicer export --simulate-evolution`` would, so every draw erases or grows
+    other lesions, and t0 is re-acquired (noise of its own). With ``thickness`` both scans and
+    the new-lesion mask are then acquired again with thick axial slices
+    (:func:`slicer.phantom.acquisition.thicken`, as the realistic phantom): the real pairs are
+    2D FLAIR with 3-4 mm slices, the single scans 1 mm, and a new lesion's contrast depends on
+    the partial volume of its slice.
     """
+    folder = work / (f"root_cross_{draws}" + (f"_{thickness:g}mm" if thickness else ""))
     scans = sorted(path for path in (root / "cross_sectional").iterdir() if path.is_dir())
-    links = {f"{scan.name}_d{draw}" if draw else scan.name: scan for scan in scans for draw in range(draws)}
-    return linked_root(work / f"root_cross_{draws}", links)
+    for scan, draw in ((scan, draw) for scan in scans for draw in range(draws)):
+        case = folder / (f"{scan.name}_d{draw}" if draw else scan.name)
+        if (case / "ground_truth.nii.gz").is_file():  # written last
+            continue
+        t1, img = load_volume(scan / "FLAIR.nii.gz")
+        spacing = spacing_of(img.affine)
+        t0, new, _ = simulate_evolution(t1, load_mask(scan / "consensus.nii.gz")[0], spacing,
+                                        case_seed(seed, case.name), drift=EVOLUTION_DRIFT, reacquire=True)  # fmt: skip
+        count = slices_per_thick(float(spacing[2]), thickness) if thickness else 1
+        kept = slice(0, t1.shape[2] // count * count)
+        affine = thick_affine(img.affine, count)
+        for name, volume in zip(INPUTS["co-registered"], (t0, t1), strict=True):
+            save_nifti(thicken(volume[..., kept], count), affine, case / name)
+        reference = thicken(new[..., kept].astype(np.float32), count) >= MASK_FRACTION
+        save_nifti(reference.astype(np.uint8), affine, case / "ground_truth.nii.gz")
+    return folder
 
 
 def trained(name: str, exports: list[Path], work: Path, args: argparse.Namespace) -> dict[str, Path]:
@@ -217,25 +245,36 @@ def _scores(row: str, models: dict[str, dict[str, Path]], work: Path, args: argp
     return records
 
 
-def _calibrated_baseline(work: Path, args: argparse.Namespace) -> list[dict]:
-    """The baseline with its z threshold chosen on the *other* pair (best lesion F1 over Z_GRID,
-    co-registered input), so no pair is scored with a threshold tuned on it."""
+def _best_z(pairs: list[Path], work: Path, args: argparse.Namespace) -> float:
+    """The z of Z_GRID with the best mean lesion F1 on these pairs (co-registered input; ties to
+    the stricter z)."""
+    f1 = {
+        z: np.mean([score_pair(pair, "co-registered", [], work / "seg" / "z" / f"{pair.parent.name}_{pair.name}_{z}.nii.gz",
+                               args.spacing, z)["f1"] for pair in pairs])
+        for z in Z_GRID
+    }  # fmt: skip
+    chosen = max(Z_GRID, key=lambda z: (f1[z], z))
+    names = ", ".join(pair.name for pair in pairs)
+    print(f"z {chosen}: mean lesion F1 on {names}: {', '.join(f'{z}: {v:.3f}' for z, v in f1.items())}")
+    return chosen
+
+
+def _calibrated_baseline(row: str, work: Path, args: argparse.Namespace) -> list[dict]:
+    """The baseline with its z threshold chosen on other pairs: on the *other* real pair
+    (``calibrated``) or on the pseudo pairs of the single-time-point scans (``pseudo-calibrated``),
+    so no pair is scored with a threshold tuned on it."""
     records, longitudinal = [], args.root / "longitudinal"
+    if row == "pseudo-calibrated":
+        pseudo = pseudo_root(args.root, args.pseudo_draws, args.pseudo_thickness, work, args.seed)
+        chosen = _best_z(sorted(pseudo.iterdir()), work, args)
     for patient, other in (PATIENTS, PATIENTS[::-1]):
-        f1 = {
-            z: score_pair(longitudinal / other, "co-registered", [], work / "seg" / "z" / f"{other}_{z}.nii.gz",
-                          args.spacing, z)["f1"]
-            for z in Z_GRID
-        }  # fmt: skip
-        chosen = max(Z_GRID, key=lambda z: (f1[z], z))
-        print(
-            f"{patient}: z {chosen} (lesion F1 on {other}: {', '.join(f'{z}: {v:.3f}' for z, v in f1.items())})"
-        )
+        if row == "calibrated":
+            chosen = _best_z([longitudinal / other], work, args)
         for source in INPUTS:
-            out = work / "seg" / "calibrated" / f"{patient}_{source}_z{chosen}.nii.gz"
+            out = work / "seg" / row / f"{patient}_{source}_z{chosen}.nii.gz"
             started = time.perf_counter()
             scores = score_pair(longitudinal / patient, source, [], out, args.spacing, chosen)
-            records.append({"row": "calibrated", "method": "Subtraction baseline", "patient": patient,
+            records.append({"row": row, "method": "Subtraction baseline", "patient": patient,
                             "input": source, "seconds": time.perf_counter() - started, "z": chosen, **scores})  # fmt: skip
     return records
 
@@ -243,6 +282,7 @@ def _calibrated_baseline(work: Path, args: argparse.Namespace) -> list[dict]:
 ROW_TITLES = {
     "baseline": "",
     "calibrated": "z chosen on the other pair",
+    "pseudo-calibrated": "z chosen on the pseudo pairs",
     "phantom": "trained on the realistic phantom",
     "pseudo": "trained on the phantom + pseudo pairs of the 2 real single-time-point scans",
     "pair": "trained on the phantom + the other real pair",
@@ -266,23 +306,25 @@ def main() -> None:
     parser.add_argument("--yolo-epochs", type=int, default=DemoOptions.yolo_epochs)
     parser.add_argument("--pseudo-draws", type=int, default=1,
                         help="pseudo pairs drawn from each single-time-point scan (the pseudo row)")  # fmt: skip
+    parser.add_argument("--pseudo-thickness", type=float, default=None,
+                        help="acquire the pseudo pairs again with axial slices this thick, mm (default: as scanned)")  # fmt: skip
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default=None)
     args = parser.parse_args()
     started, work = time.perf_counter(), args.work
     records = []
     for row in args.rows:
-        if row == "calibrated":
-            records += _calibrated_baseline(work, args)
+        if row in ("calibrated", "pseudo-calibrated"):
+            records += _calibrated_baseline(row, work, args)
             continue
         models: dict[str, dict[str, Path]] = {patient: {} for patient in PATIENTS}
         if row != "baseline":
             phantom = phantom_export(work, args)
         if row in ("phantom", "pseudo"):
-            extra = [] if row == "phantom" else [
-                real_export("ljubljana_cross", pseudo_root(args.root, args.pseudo_draws, work),
-                            work / f"export_cross_{args.pseudo_draws}", args, simulate_evolution=True)
-            ]  # fmt: skip
+            extra = []
+            if row == "pseudo":
+                pseudo = pseudo_root(args.root, args.pseudo_draws, args.pseudo_thickness, work, args.seed)
+                extra = [real_export("ljubljana_long", pseudo, work / f"export_{pseudo.name}", args)]
             weights = trained(row, [phantom, *extra], work, args)
             models = {patient: weights for patient in PATIENTS}
         elif row == "pair":
