@@ -16,6 +16,8 @@ mapped from the raw follow-up's grid into the common space with the database's
   real single-time-point scans (``ROOT/cross_sectional``, the evolution of
   ``--simulate-evolution``; ``--pseudo-draws N`` draws N pseudo pairs from each scan,
   ``--pseudo-thickness 3`` acquires them again with 3 mm axial slices, as the real pairs);
+- the pseudo row's networks at an operating point (probability threshold, views that must
+  agree) chosen on pseudo pairs held out from their training (``pseudo-tuned``);
 - the same trained on the realistic phantom plus the *other* real pair: patient01 is scored
   by the models trained with patient12's pair and the reverse, so no pair is scored by a
   model that trained on it.
@@ -24,13 +26,14 @@ mapped from the raw follow-up's grid into the common space with the database's
     python benchmarks/bench_real.py --root ../shared/data/ljubljana --rows baseline calibrated  # no training
     python benchmarks/bench_real.py --root ../shared/data/ljubljana --rows pseudo --models yolo --pseudo-draws 4 --yolo-epochs 14
     python benchmarks/bench_real.py --root ../shared/data/ljubljana --rows pseudo --models yolo --pseudo-thickness 3
+    python benchmarks/bench_real.py --root ../shared/data/ljubljana --rows pseudo-tuned --models yolo --pseudo-thickness 3
 
 ``--models`` trains only the networks named.
 
 Every default comes from the phantom. The ``calibrated`` row alone looks at real longitudinal
 labels: the baseline's z threshold for one pair is the best on the other pair, never on the pair
-it scores; ``pseudo-calibrated`` takes the best on the pseudo pairs (real tissue, simulated
-change).
+it scores; ``pseudo-calibrated`` and ``pseudo-tuned`` take the best on pseudo pairs (real
+tissue, simulated change).
 """
 
 from __future__ import annotations
@@ -45,7 +48,6 @@ import numpy as np
 import pandas as pd
 import SimpleITK as sitk
 
-from fusion.baseline import BASELINE_Z
 from fusion.metrics import score_case
 from mslong.demo import train_models
 from mslong.options import DemoOptions
@@ -66,8 +68,13 @@ INPUTS = {
     "co-registered": ("flair_time01_on_middle_space.nii.gz", "flair_time02_on_middle_space.nii.gz"),
     "raw": ("raw/study1_FLAIR.nii.gz", "raw/study2_FLAIR.nii.gz"),
 }
-ROWS = ("baseline", "calibrated", "pseudo-calibrated", "phantom", "pseudo", "pair")
+ROWS = ("baseline", "calibrated", "pseudo-calibrated", "phantom", "pseudo", "pseudo-tuned", "pair")
 Z_GRID = (3.0, 4.0, 5.0, 6.0, 8.0)  # the calibrated row's candidate thresholds
+# The pseudo-tuned row's candidate operating points: a probability threshold for every model
+# (YOLO's probability is its instances' confidence, kept from 0.05) and the views that must agree.
+NETWORK_GRID = [{"threshold": t, "min_votes": v} for v in (1, 2) for t in (0.05, 0.1, 0.15, 0.25, 0.4)]
+HELD_OUT_SEED = 1000  # seeds the held-out pseudo pairs' evolution apart from the trained ones
+BASELINE = "Subtraction baseline"
 MODEL_SETS = {"UNeXt": ("unext",), "YOLO": ("yolo",), "UNeXt + YOLO": ("unext", "yolo")}
 
 
@@ -106,13 +113,17 @@ def registration_error(patient: Path) -> tuple[float, float]:
 
 
 def score_pair(
-    patient: Path, source: str, weights: list[Path], out: Path, spacing: float, baseline_z: float = BASELINE_Z
+    patient: Path, source: str, weights: list[Path], out: Path, spacing: float, **setting: float
 ) -> dict:
-    """``mslong segment`` on one real pair from one input, scored in the common space."""
+    """``mslong segment`` on one real pair from one input, scored in the common space.
+
+    ``setting``: the operating point, as :func:`mslong.segment.segment_patient` takes it
+    (``baseline_z``, ``threshold``, ``min_votes``); its defaults otherwise.
+    """
     t0, t1 = (patient / name for name in INPUTS[source])
     if not out.is_file():
         out.parent.mkdir(parents=True, exist_ok=True)
-        segment_patient(t0, t1, out, weights, spacing=spacing, baseline_z=baseline_z)
+        segment_patient(t0, t1, out, weights, spacing=spacing, **setting)
     reference = nib.load(patient / "ground_truth.nii.gz")
     prediction = to_common_space(out, patient) if source == "raw" else np.asarray(nib.load(out).dataobj) > 0
     return score_case(np.asarray(reference.dataobj) > 0, prediction, spacing_of(reference.affine))
@@ -189,7 +200,9 @@ def single_pair_root(root: Path, patient: str, work: Path) -> Path:
     return linked_root(work / f"root_{patient}", {patient: root / "longitudinal" / patient})
 
 
-def pseudo_root(root: Path, draws: int, thickness: float | None, work: Path, seed: int) -> Path:
+def pseudo_root(
+    root: Path, draws: int, thickness: float | None, work: Path, seed: int, purpose: str = "cross"
+) -> Path:
     """Pseudo pairs of the single-time-point scans, written in the longitudinal layout.
 
     ``draws`` pairs per scan (case ids ``patient07``, ``patient07_d1``...): each case id seeds
@@ -198,9 +211,10 @@ def pseudo_root(root: Path, draws: int, thickness: float | None, work: Path, see
     the new-lesion mask are then acquired again with thick axial slices
     (:func:`slicer.phantom.acquisition.thicken`, as the realistic phantom): the real pairs are
     2D FLAIR with 3-4 mm slices, the single scans 1 mm, and a new lesion's contrast depends on
-    the partial volume of its slice.
+    the partial volume of its slice. ``purpose`` names the folder: pairs drawn with another
+    seed to tune an operating point (``held_out``) never mix with those trained on.
     """
-    folder = work / (f"root_cross_{draws}" + (f"_{thickness:g}mm" if thickness else ""))
+    folder = work / (f"root_{purpose}_{draws}" + (f"_{thickness:g}mm" if thickness else ""))
     scans = sorted(path for path in (root / "cross_sectional").iterdir() if path.is_dir())
     for scan, draw in ((scan, draw) for scan in scans for draw in range(draws)):
         case = folder / (f"{scan.name}_d{draw}" if draw else scan.name)
@@ -230,7 +244,7 @@ def trained(name: str, exports: list[Path], work: Path, args: argparse.Namespace
 def _scores(row: str, models: dict[str, dict[str, Path]], work: Path, args: argparse.Namespace) -> list[dict]:
     """One record per (model set, patient, input); ``models`` maps a patient to its weights."""
     records = []
-    sets = {"Subtraction baseline": ()} if row == "baseline" else {
+    sets = {BASELINE: ()} if row == "baseline" else {
         label: names for label, names in MODEL_SETS.items() if set(names) <= set(args.models)
     }  # fmt: skip
     for label, names in sets.items():
@@ -245,18 +259,26 @@ def _scores(row: str, models: dict[str, dict[str, Path]], work: Path, args: argp
     return records
 
 
-def _best_z(pairs: list[Path], work: Path, args: argparse.Namespace) -> float:
-    """The z of Z_GRID with the best mean lesion F1 on these pairs (co-registered input; ties to
-    the stricter z)."""
-    f1 = {
-        z: np.mean([score_pair(pair, "co-registered", [], work / "seg" / "z" / f"{pair.parent.name}_{pair.name}_{z}.nii.gz",
-                               args.spacing, z)["f1"] for pair in pairs])
-        for z in Z_GRID
-    }  # fmt: skip
-    chosen = max(Z_GRID, key=lambda z: (f1[z], z))
+def _label(setting: dict[str, float]) -> str:
+    return "_".join(f"{key}{value:g}" for key, value in setting.items())
+
+
+def _best_setting(pairs: list[Path], method: str, weights: list[Path], grid: list[dict[str, float]],
+                  work: Path, args: argparse.Namespace) -> dict[str, float]:  # fmt: skip
+    """The setting of ``grid`` with the best mean lesion F1 of ``method`` on these pairs
+    (co-registered input; ties go to the later, stricter setting)."""
+    tag = method.replace(" ", "")
+    f1 = [
+        np.mean([score_pair(pair, "co-registered", weights,
+                            work / "seg" / "tune" / tag / f"{pair.parent.name}_{pair.name}_{_label(setting)}.nii.gz",
+                            args.spacing, **setting)["f1"] for pair in pairs])
+        for setting in grid
+    ]  # fmt: skip
+    best = max(range(len(grid)), key=lambda i: (f1[i], i))
     names = ", ".join(pair.name for pair in pairs)
-    print(f"z {chosen}: mean lesion F1 on {names}: {', '.join(f'{z}: {v:.3f}' for z, v in f1.items())}")
-    return chosen
+    print(f"{_label(grid[best])}: mean lesion F1 on {names}: "
+          + ", ".join(f"{_label(setting)}: {value:.3f}" for setting, value in zip(grid, f1, strict=True)))  # fmt: skip
+    return grid[best]
 
 
 def _calibrated_baseline(row: str, work: Path, args: argparse.Namespace) -> list[dict]:
@@ -264,18 +286,44 @@ def _calibrated_baseline(row: str, work: Path, args: argparse.Namespace) -> list
     (``calibrated``) or on the pseudo pairs of the single-time-point scans (``pseudo-calibrated``),
     so no pair is scored with a threshold tuned on it."""
     records, longitudinal = [], args.root / "longitudinal"
+    grid = [{"baseline_z": z} for z in Z_GRID]
     if row == "pseudo-calibrated":
         pseudo = pseudo_root(args.root, args.pseudo_draws, args.pseudo_thickness, work, args.seed)
-        chosen = _best_z(sorted(pseudo.iterdir()), work, args)
+        chosen = _best_setting(sorted(pseudo.iterdir()), BASELINE, [], grid, work, args)
     for patient, other in (PATIENTS, PATIENTS[::-1]):
         if row == "calibrated":
-            chosen = _best_z([longitudinal / other], work, args)
-        for source in INPUTS:
-            out = work / "seg" / row / f"{patient}_{source}_z{chosen}.nii.gz"
-            started = time.perf_counter()
-            scores = score_pair(longitudinal / patient, source, [], out, args.spacing, chosen)
-            records.append({"row": row, "method": "Subtraction baseline", "patient": patient,
-                            "input": source, "seconds": time.perf_counter() - started, "z": chosen, **scores})  # fmt: skip
+            chosen = _best_setting([longitudinal / other], BASELINE, [], grid, work, args)
+        records += _scored_setting(row, BASELINE, patient, [], chosen, work, args)
+    return records
+
+
+def _scored_setting(row: str, method: str, patient: str, weights: list[Path], setting: dict[str, float],
+                    work: Path, args: argparse.Namespace) -> list[dict]:  # fmt: skip
+    """One record per input of one real pair, segmented at ``setting``."""
+    records = []
+    for source in INPUTS:
+        out = work / "seg" / row / method.replace(" ", "") / f"{patient}_{source}_{_label(setting)}.nii.gz"
+        started = time.perf_counter()
+        scores = score_pair(
+            args.root / "longitudinal" / patient, source, weights, out, args.spacing, **setting
+        )
+        records.append({"row": row, "method": method, "patient": patient, "input": source,
+                        "seconds": time.perf_counter() - started, "setting": _label(setting), **scores})  # fmt: skip
+    return records
+
+
+def _tuned_networks(weights: dict[str, Path], work: Path, args: argparse.Namespace) -> list[dict]:
+    """The pseudo row's networks at an operating point (probability threshold, votes) chosen on
+    pseudo pairs held out from training (other draws of the single-time-point scans)."""
+    held_out = pseudo_root(args.root, 1, args.pseudo_thickness, work, args.seed + HELD_OUT_SEED, "held_out")
+    records = []
+    for label, names in MODEL_SETS.items():
+        if not set(names) <= set(weights):
+            continue
+        chosen_weights = [weights[name] for name in names]
+        chosen = _best_setting(sorted(held_out.iterdir()), label, chosen_weights, NETWORK_GRID, work, args)
+        for patient in PATIENTS:
+            records += _scored_setting("pseudo-tuned", label, patient, chosen_weights, chosen, work, args)
     return records
 
 
@@ -285,6 +333,7 @@ ROW_TITLES = {
     "pseudo-calibrated": "z chosen on the pseudo pairs",
     "phantom": "trained on the realistic phantom",
     "pseudo": "trained on the phantom + pseudo pairs of the 2 real single-time-point scans",
+    "pseudo-tuned": "the same, operating point chosen on held-out pseudo pairs",
     "pair": "trained on the phantom + the other real pair",
 }
 
@@ -320,12 +369,15 @@ def main() -> None:
         models: dict[str, dict[str, Path]] = {patient: {} for patient in PATIENTS}
         if row != "baseline":
             phantom = phantom_export(work, args)
-        if row in ("phantom", "pseudo"):
+        if row in ("phantom", "pseudo", "pseudo-tuned"):
             extra = []
-            if row == "pseudo":
+            if row != "phantom":
                 pseudo = pseudo_root(args.root, args.pseudo_draws, args.pseudo_thickness, work, args.seed)
                 extra = [real_export("ljubljana_long", pseudo, work / f"export_{pseudo.name}", args)]
-            weights = trained(row, [phantom, *extra], work, args)
+            weights = trained(row.removesuffix("-tuned"), [phantom, *extra], work, args)
+            if row == "pseudo-tuned":
+                records += _tuned_networks(weights, work, args)
+                continue
             models = {patient: weights for patient in PATIENTS}
         elif row == "pair":
             for patient, other in (PATIENTS, PATIENTS[::-1]):
@@ -345,7 +397,8 @@ def main() -> None:
     print(f"\n## Real pairs ({', '.join(PATIENTS)}), mean of the two, MSSEG-2 rules, {args.spacing} mm")
     print(mean.round(3).to_string())
     print("\n## Per patient")
-    print(table.set_index(["method", "patient", "input"])[columns + ["seconds"]].round(3).to_string())
+    shown = columns + ["seconds"] + (["setting"] if "setting" in table else [])
+    print(table.set_index(["method", "patient", "input"])[shown].round(3).to_string())
     print("\n## Rigid registration of the raw pairs against the database's transforms (mm over the head)")
     for patient in PATIENTS:
         median, p95 = registration_error(args.root / "longitudinal" / patient)
