@@ -241,26 +241,24 @@ def trained(name: str, exports: list[Path], work: Path, args: argparse.Namespace
     return train_models(options, data, args.models)
 
 
+def _model_sets(trained_models: set[str]) -> dict[str, tuple[str, ...]]:
+    """The model sets of MODEL_SETS whose networks were all trained."""
+    return {label: names for label, names in MODEL_SETS.items() if set(names) <= trained_models}
+
+
 def _scores(row: str, models: dict[str, dict[str, Path]], work: Path, args: argparse.Namespace) -> list[dict]:
     """One record per (model set, patient, input); ``models`` maps a patient to its weights."""
     records = []
-    sets = {BASELINE: ()} if row == "baseline" else {
-        label: names for label, names in MODEL_SETS.items() if set(names) <= set(args.models)
-    }  # fmt: skip
+    sets = {BASELINE: ()} if row == "baseline" else _model_sets(set(args.models))
     for label, names in sets.items():
         for patient in PATIENTS:
             weights = [models[patient][name] for name in names]
-            for source in INPUTS:
-                out = work / "seg" / row / label.replace(" ", "") / f"{patient}_{source}.nii.gz"
-                started = time.perf_counter()
-                scores = score_pair(args.root / "longitudinal" / patient, source, weights, out, args.spacing)
-                records.append({"row": row, "method": label, "patient": patient, "input": source,
-                                "seconds": time.perf_counter() - started, **scores})  # fmt: skip
+            records += _scored_setting(row, label, patient, weights, {}, work, args)
     return records
 
 
 def _label(setting: dict[str, float]) -> str:
-    return "_".join(f"{key}{value:g}" for key, value in setting.items())
+    return "_".join(f"{key}{value:g}" for key, value in setting.items()) or "defaults"
 
 
 def _best_setting(pairs: list[Path], method: str, weights: list[Path], grid: list[dict[str, float]],
@@ -317,9 +315,7 @@ def _tuned_networks(weights: dict[str, Path], work: Path, args: argparse.Namespa
     pseudo pairs held out from training (other draws of the single-time-point scans)."""
     held_out = pseudo_root(args.root, 1, args.pseudo_thickness, work, args.seed + HELD_OUT_SEED, "held_out")
     records = []
-    for label, names in MODEL_SETS.items():
-        if not set(names) <= set(weights):
-            continue
+    for label, names in _model_sets(set(weights)).items():
         chosen_weights = [weights[name] for name in names]
         chosen = _best_setting(sorted(held_out.iterdir()), label, chosen_weights, NETWORK_GRID, work, args)
         for patient in PATIENTS:
@@ -397,7 +393,7 @@ def main() -> None:
     print(f"\n## Real pairs ({', '.join(PATIENTS)}), mean of the two, MSSEG-2 rules, {args.spacing} mm")
     print(mean.round(3).to_string())
     print("\n## Per patient")
-    shown = columns + ["seconds"] + (["setting"] if "setting" in table else [])
+    shown = columns + ["seconds", "setting"]
     print(table.set_index(["method", "patient", "input"])[shown].round(3).to_string())
     print("\n## Rigid registration of the raw pairs against the database's transforms (mm over the head)")
     for patient in PATIENTS:
