@@ -31,10 +31,10 @@ import nibabel as nib
 import numpy as np
 from scipy import ndimage
 
-from slicer.evolution import simulate_evolution
+from runtime.lesions import label_lesions
+from simulation.evolution import simulate_evolution
 from slicer.export import EVOLUTION_DRIFT
 from slicer.io import load_mask, load_volume, spacing_of
-from slicer.lesions import label_lesions
 from slicer.normalise import head_mask
 
 SHELL_MM = (1.0, 3.0)

@@ -24,11 +24,11 @@ from pathlib import Path
 
 import numpy as np
 
-from slicer.cluster import ClusterOptions
+from runtime.cluster import ClusterOptions
+from simulation.phantom import write_phantom
 from slicer.export import ExportOptions, export_dataset
 from slicer.io import load_volume
 from slicer.normalise import head_mask
-from slicer.phantom import write_phantom
 
 
 def _size_mb(folder: Path) -> float:

@@ -44,8 +44,8 @@ def _timed(work, repeat: int = 1) -> float:
 
 
 def bench_reassemble(tmp: Path) -> list[tuple[str, float]]:
+    from simulation.phantom import write_phantom
     from slicer.export import ExportOptions, export_dataset
-    from slicer.phantom import write_phantom
 
     root, export, preds = tmp / "phantom", tmp / "export", tmp / "preds"
     write_phantom(root, cases=2, voxel=1.0, seed=0)

@@ -13,9 +13,9 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from slicer.phantom import T1_NAME, write_phantom
-from slicer.phantom.anatomy import load_atlas
-from slicer.phantom.head import load_head_model
+from simulation.phantom import T1_NAME, write_phantom
+from simulation.phantom.anatomy import load_atlas
+from simulation.phantom.head import load_head_model
 
 
 def _time_cases(voxel: float, cases: int, out: Path, options: dict[str, object]) -> np.ndarray:

@@ -52,15 +52,16 @@ from fusion.metrics import score_case
 from mslong.demo import train_models
 from mslong.options import DemoOptions
 from mslong.segment import segment_patient
+from runtime.files import save_nifti
+from simulation.evolution import simulate_evolution
+from simulation.phantom import write_phantom
+from simulation.phantom.acquisition import slices_per_thick, thick_affine, thicken
+from simulation.phantom.case import MASK_FRACTION
 from slicer.dataset_yaml import write_train_listing
-from slicer.evolution import simulate_evolution
 from slicer.export import EVOLUTION_DRIFT, ExportOptions, case_seed, export_dataset
-from slicer.io import load_mask, load_volume, save_nifti, spacing_of
+from slicer.io import load_mask, load_volume, spacing_of
 from slicer.manifest import read_manifest
 from slicer.normalise import head_mask
-from slicer.phantom import write_phantom
-from slicer.phantom.acquisition import slices_per_thick, thick_affine, thicken
-from slicer.phantom.case import MASK_FRACTION
 from slicer.register import register
 
 PATIENTS = ("patient01", "patient12")
@@ -209,7 +210,7 @@ def pseudo_root(
     its evolution as ``slicer export --simulate-evolution`` would, so every draw erases or grows
     other lesions, and t0 is re-acquired (noise of its own). With ``thickness`` both scans and
     the new-lesion mask are then acquired again with thick axial slices
-    (:func:`slicer.phantom.acquisition.thicken`, as the realistic phantom): the real pairs are
+    (:func:`simulation.phantom.acquisition.thicken`, as the realistic phantom): the real pairs are
     2D FLAIR with 3-4 mm slices, the single scans 1 mm, and a new lesion's contrast depends on
     the partial volume of its slice. ``purpose`` names the folder: pairs drawn with another
     seed to tune an operating point (``held_out``) never mix with those trained on.

@@ -3,7 +3,7 @@
 Prints two tables:
 1. slices/s for a training step (forward, backward, AdamW) and for prediction, at 256x256, batch 8,
    9 input channels, on the CPU with ``--threads`` threads (and on the GPU when CUDA is available);
-2. the slice-level validation Dice reached on a small phantom export (``slicer.phantom`` ->
+2. the slice-level validation Dice reached on a small phantom export (``simulation.phantom`` ->
    ``slicer.export``) within ``--minutes`` of CPU training.
 
 Goals: >= 8.5 training slices/s on 2 CPU cores (the reference code's speed), Dice >= 0.6.
@@ -62,9 +62,9 @@ def throughput(
 
 def phantom_dice(args: argparse.Namespace, work: Path) -> tuple[float, int, float, int]:
     """Train on a phantom export for ``args.minutes``; (best Dice, epochs, seconds, train slices)."""
+    from simulation.phantom import write_phantom
     from slicer.dataset_yaml import list_images
     from slicer.export import ExportOptions, export_dataset
-    from slicer.phantom import write_phantom
     from unext_long.train import TrainOptions, train
 
     write_phantom(work / "phantom", cases=args.cases, voxel=args.voxel, seed=0)

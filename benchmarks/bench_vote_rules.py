@@ -38,11 +38,12 @@ from fusion.reassemble import read_baseline, read_views
 from fusion.voting import VOLUME, fuse_views, lesion_votes
 from mslong.demo import prepare_data, score_folder, train_unext, training_data
 from mslong.options import DemoOptions
+from runtime.files import save_nifti
+from simulation.phantom import write_phantom
 from slicer.export import ExportOptions, export_dataset
 from slicer.geometry import CaseGeometry
-from slicer.io import load_mask, save_nifti
+from slicer.io import load_mask
 from slicer.manifest import read_manifest
-from slicer.phantom import write_phantom
 from slicer.writer import read_roi
 from unext_long.predict import predict_folder
 

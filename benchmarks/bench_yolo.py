@@ -1,6 +1,6 @@
 """Benchmark yolov9t-seg-long: training and prediction images/s, mask mAP50 and pooled slice Dice.
 
-Makes a small phantom (slicer.phantom), exports it (slicer.export), trains a siamese-stem
+Makes a small phantom (simulation.phantom), exports it (slicer.export), trains a siamese-stem
 yolov9t-seg-long for a short budget, then predicts the val slices and scores the PNGs
 against the exported masks. One row per device (CPU, plus CUDA when available).
 
@@ -21,8 +21,8 @@ import tifffile
 
 
 def _dataset(work: Path, cases: int, voxel: float) -> Path:
+    from simulation.phantom import write_phantom
     from slicer.export import ExportOptions, export_dataset
-    from slicer.phantom import write_phantom
 
     write_phantom(work / "phantom", cases=cases, voxel=voxel, seed=0)
     options = ExportOptions(

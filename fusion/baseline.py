@@ -15,7 +15,7 @@ than at baseline, and bright at follow-up. The rule, on the export grid:
 3. hysteresis: the lesion is the blob of ``z > hysteresis * z_threshold`` (and ``t1n`` above
    the brain's median) around a core, so its fainter rim belongs to it and a faint blob
    without a core is dropped;
-4. drop blobs of ``min_size_mm3`` or less (:func:`slicer.lesions.remove_small_lesions`).
+4. drop blobs of ``min_size_mm3`` or less (:func:`runtime.lesions.remove_small_lesions`).
 
 The z threshold was chosen on phantom training cases (4 to 10, see docs/results.md), never
 on real scans; a stricter threshold trades sensitivity for fewer false positives.
@@ -38,7 +38,7 @@ from __future__ import annotations
 import cc3d
 import numpy as np
 
-from slicer.lesions import remove_small_lesions
+from runtime.lesions import remove_small_lesions
 from slicer.normalise import brightening_z, robust_zscore
 
 __all__ = ["BASELINE_Z", "HYSTERESIS", "MIN_HYPERINTENSITY", "subtraction_baseline"]

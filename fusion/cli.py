@@ -11,10 +11,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from fusion.voting import VOTE_MODES
-from slicer.arguments import defaults_from, given_arguments
-from slicer.cluster import add_cluster_arguments, cluster_options
+from runtime.arguments import defaults_from, given_arguments
+from runtime.cluster import add_cluster_arguments, cluster_options
+from runtime.errors import cli_entry
 from slicer.datasets import SPLITS
-from slicer.errors import cli_entry
 from slicer.geometry import ORIENTATIONS
 
 __all__ = [

@@ -10,7 +10,7 @@ and ``figures/``. The scores themselves are :mod:`fusion.metrics`.
 The phantom's own ground truth, scored as a prediction:
 
 >>> import shutil, tempfile
->>> from slicer.phantom import write_phantom
+>>> from simulation.phantom import write_phantom
 >>> tmp = tempfile.TemporaryDirectory(); root = Path(tmp.name)
 >>> _ = write_phantom(root / "phantom", cases=2, voxel=4.0)  # case001 has no new lesion
 >>> (root / "seg").mkdir()
@@ -39,10 +39,11 @@ import pandas as pd
 from tqdm import tqdm
 
 from fusion.metrics import Lesions, Matching, match_lesions, score_lesions
+from runtime.errors import InputError
+from runtime.files import atomic_dir, atomic_path
+from runtime.lesions import bounding_box
 from slicer.datasets import Case, load_dataset
-from slicer.errors import InputError
-from slicer.io import atomic_dir, atomic_path, check_same_grid, load_mask, load_nifti, load_volume
-from slicer.normalise import head_bounding_box
+from slicer.io import check_same_grid, load_mask, load_nifti, load_volume
 
 __all__ = [
     "CaseResult",
@@ -101,7 +102,7 @@ def _load_binary(path: Path) -> tuple[np.ndarray, object]:
 
 def _crop_to_union(masks: list[np.ndarray]) -> tuple[slice, ...]:
     """Bounding box (plus one voxel) of every mask's foreground: components and sizes unchanged."""
-    box = head_bounding_box(np.logical_or.reduce(masks), margin=1)
+    box = bounding_box(np.logical_or.reduce(masks), margin=1)
     return tuple(slice(int(start), int(stop)) for start, stop in box)
 
 

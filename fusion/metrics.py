@@ -40,7 +40,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from slicer.lesions import MIN_LESION_MM3, label_lesions
+from runtime.lesions import MIN_LESION_MM3, label_lesions
 
 __all__ = [
     "ALPHA",

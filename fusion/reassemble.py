@@ -12,7 +12,7 @@ An export's own mask PNGs, reassembled, give back the ground truth (the round tr
 
 >>> import tempfile
 >>> from slicer.export import ExportOptions, export_dataset
->>> from slicer.phantom import write_phantom
+>>> from simulation.phantom import write_phantom
 >>> tmp = tempfile.TemporaryDirectory(); root = Path(tmp.name)
 >>> _ = write_phantom(root / "phantom", cases=2, voxel=4.0)
 >>> _ = export_dataset(ExportOptions(dataset="phantom", root=root / "phantom", out=root / "export",
@@ -45,15 +45,16 @@ from tqdm import tqdm
 from fusion.existing import drop_existing_lesions
 from fusion.sources import PredictionSource, export_volumes, open_source
 from fusion.voting import Vote, fuse_views, operating_level
-from slicer.cluster import ClusterOptions, Shard, run_array, shard_of
-from slicer.devices import select_device
-from slicer.errors import InputError
+from runtime.cluster import ClusterOptions, Shard, run_array, shard_of
+from runtime.devices import select_device
+from runtime.errors import InputError
+from runtime.files import save_nifti
+from runtime.lesions import MIN_LESION_MM3, remove_small_lesions
+from runtime.predictions import decode_probability
+from runtime.provenance import claim_folder, operating_point, read_provenance
 from slicer.geometry import AXIS_OF, ORIENTATIONS, CaseGeometry, slice_image, volume_from_images
-from slicer.io import save_nifti, spacing_of
-from slicer.lesions import MIN_LESION_MM3, remove_small_lesions
+from slicer.io import spacing_of
 from slicer.manifest import read_manifest
-from slicer.predictions import decode_probability
-from slicer.provenance import claim_folder, operating_point, read_provenance
 from slicer.writer import read_roi
 
 __all__ = [
@@ -83,7 +84,7 @@ class ReassembleOptions:
     vote: Vote = "triplanar"
     min_votes: int | None = None  # None: half the views, rounded up (fusion.voting.default_min_votes)
     # One probability threshold for every folder, or one per folder of ``preds``; None: each
-    # folder's operating point from its provenance (slicer.provenance.operating_point).
+    # folder's operating point from its provenance (runtime.provenance.operating_point).
     threshold: Thresholds | None = None
     min_size_mm3: float = MIN_LESION_MM3
     # Keep lesions already hyperintense at baseline (default: drop them, see fusion.existing).
@@ -93,7 +94,7 @@ class ReassembleOptions:
     split: str | None = None
     orientations: Sequence[str] = ORIENTATIONS
     overwrite: bool = False
-    # Where a trained nnU-Net model folder among ``preds`` runs (slicer.devices.select_device).
+    # Where a trained nnU-Net model folder among ``preds`` runs (runtime.devices.select_device).
     device: str | None = None
 
 

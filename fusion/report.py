@@ -18,8 +18,9 @@ import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from runtime.files import atomic_path
 from slicer.geometry import AXIS_OF, slice_image, to_canonical_array  # noqa: E402
-from slicer.io import atomic_path, spacing_of  # noqa: E402
+from slicer.io import spacing_of  # noqa: E402
 
 __all__ = ["busiest_axial_slice", "case_figure", "score_plot"]
 

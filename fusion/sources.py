@@ -32,7 +32,7 @@ from fusion.volumes import (
     read_nnunet_view,
 )
 from fusion.voting import VOLUME
-from slicer.errors import InputError
+from runtime.errors import InputError
 from slicer.geometry import CaseGeometry
 from slicer.writer import read_source_volume, source_channel
 

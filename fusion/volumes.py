@@ -25,7 +25,7 @@ A folder shaped like ``nnUNetv2_predict``'s (here the ground truth as the segmen
 
 >>> import shutil, tempfile
 >>> from slicer.export import ExportOptions, export_dataset
->>> from slicer.phantom import write_phantom
+>>> from simulation.phantom import write_phantom
 >>> tmp = tempfile.TemporaryDirectory(); root = Path(tmp.name)
 >>> _ = write_phantom(root / "phantom", cases=1, voxel=4.0)
 >>> _ = export_dataset(ExportOptions(dataset="phantom", root=root / "phantom", out=root / "export", spacing=4.0))
@@ -48,7 +48,7 @@ from typing import Any
 
 import numpy as np
 
-from slicer.errors import InputError
+from runtime.errors import InputError
 from slicer.geometry import CaseGeometry
 from slicer.io import GRID_TOLERANCE_MM, load_nifti, spacing_of
 from slicer.nnunet import FILE_ENDING, NNUNET_SOURCES, channels_on_original

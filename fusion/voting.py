@@ -56,7 +56,7 @@ the fusion runs at 0.5. A view marks exactly the voxels it marked at its own thr
 Equal values are the same as one threshold.
 
 Every mode then drops lesions of ``min_size_mm3`` or less (6-connected, the MSSEG-2 rule,
-:func:`slicer.lesions.remove_small_lesions` with the export spacing; 0 keeps everything).
+:func:`runtime.lesions.remove_small_lesions` with the export spacing; 0 keeps everything).
 On identical views every mode returns that view's binary map exactly (minus lesions below
 the size rule), so exporting masks and fusing them back is lossless.
 
@@ -77,7 +77,7 @@ from typing import Literal
 import cc3d
 import numpy as np
 
-from slicer.lesions import MIN_LESION_MM3, remove_small_lesions
+from runtime.lesions import MIN_LESION_MM3, remove_small_lesions
 
 __all__ = [
     "VOTE_MODES",

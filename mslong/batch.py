@@ -5,7 +5,7 @@ are relative to the CSV's folder). Each model is loaded once; every case gets
 ``DIR/<case>.nii.gz`` and ``DIR/<case>_lesions.csv``, and ``DIR/summary.csv`` holds one row
 per case. ``DIR/provenance.json`` records the weights and settings: a re-run with the same
 ones skips finished cases, other ones refuse unless ``overwrite``. With ``--executor`` an
-array job's tasks segment shares of the list (:mod:`slicer.cluster`) and this process writes
+array job's tasks segment shares of the list (:mod:`runtime.cluster`) and this process writes
 ``summary.csv`` from their rows, in the list's order.
 """
 
@@ -19,10 +19,10 @@ from typing import Any
 import pandas as pd
 
 from mslong.segment import segment_patient, sibling_path
-from slicer.cluster import ClusterOptions, Shard, run_array, select_items
-from slicer.errors import InputError
-from slicer.io import atomic_path
-from slicer.provenance import claim_folder, file_sha256
+from runtime.cluster import ClusterOptions, Shard, run_array, select_items
+from runtime.errors import InputError
+from runtime.files import atomic_path
+from runtime.provenance import claim_folder, file_sha256
 
 __all__ = ["PAIR_COLUMNS", "SUMMARY_COLUMNS", "read_pairs", "segment_list"]
 

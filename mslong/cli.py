@@ -12,9 +12,9 @@ from pathlib import Path
 
 from fusion.cli import add_vote_arguments, check_vote_arguments
 from mslong.options import DemoOptions
-from slicer.arguments import defaults_from
-from slicer.cluster import add_cluster_arguments, cluster_options
-from slicer.errors import InputError, cli_entry
+from runtime.arguments import defaults_from
+from runtime.cluster import add_cluster_arguments, cluster_options
+from runtime.errors import InputError, cli_entry
 
 __all__ = ["main", "build_parser"]
 

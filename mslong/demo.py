@@ -22,13 +22,13 @@ from fusion.evaluate import CONSENSUS, PREDICTION, EvaluateOptions, evaluate
 from fusion.reassemble import ReassembleOptions, reassemble
 from mslong.options import DemoOptions
 from mslong.segment import segment_patient
+from runtime.devices import select_device
+from runtime.files import atomic_path
+from simulation.phantom import write_phantom
 from slicer.dataset_yaml import write_listing
 from slicer.datasets import load_dataset
-from slicer.devices import select_device
 from slicer.export import ExportOptions, export_dataset
-from slicer.io import atomic_path
 from slicer.manifest import read_manifest
-from slicer.phantom import write_phantom
 from slicer.summary import case_table
 
 __all__ = [

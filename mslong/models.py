@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from runtime.devices import select_device
+from runtime.errors import InputError
 from slicer.dataset_yaml import recipe_from_groups
-from slicer.devices import select_device
-from slicer.errors import InputError
 
 if TYPE_CHECKING:
     from slicer.prepare import PreparedCase

@@ -25,11 +25,12 @@ from fusion.baseline import BASELINE_Z, subtraction_baseline
 from fusion.metrics import Lesions
 from fusion.reassemble import folder_thresholds, reassemble_case
 from fusion.voting import VOLUME
+from runtime.errors import InputError
+from runtime.files import atomic_path, save_nifti
+from runtime.predictions import quantise_probability
 from slicer.brain import brain_mask
-from slicer.errors import InputError
 from slicer.geometry import AXIS_OF, ORIENTATIONS, volume_from_images
-from slicer.io import atomic_path, check_same_grid, load_nifti, load_volume, save_nifti, spacing_of
-from slicer.predictions import quantise_probability
+from slicer.io import check_same_grid, load_nifti, load_volume, spacing_of
 from slicer.prepare import PreparedCase, prepare_case, slice_channels
 from slicer.register import RegistrationError
 

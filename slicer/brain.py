@@ -35,7 +35,7 @@ import cc3d
 import nibabel as nib
 import numpy as np
 
-from slicer.errors import InputError
+from runtime.errors import InputError
 from slicer.io import load_mask
 
 __all__ = [

@@ -9,9 +9,9 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
-from slicer.arguments import defaults_from, given_arguments
-from slicer.cluster import add_cluster_arguments
-from slicer.errors import cli_entry
+from runtime.arguments import defaults_from, given_arguments
+from runtime.cluster import add_cluster_arguments
+from runtime.errors import cli_entry
 
 OPTIONS = "slicer.export_options:ExportOptions"  # where the export flags' defaults live
 
@@ -31,7 +31,7 @@ def _add_dataset_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _phantom(args: argparse.Namespace) -> None:
-    from slicer.phantom import write_phantom
+    from simulation.phantom import write_phantom
 
     table = write_phantom(
         args.out,
@@ -69,7 +69,7 @@ def _export_options(args: argparse.Namespace):  # noqa: ANN202 - ExportOptions, 
 
 
 def _export(args: argparse.Namespace) -> None:
-    from slicer.cluster import cluster_options
+    from runtime.cluster import cluster_options
     from slicer.export import export_dataset
 
     cluster = cluster_options(args, args.out, "slicer-export")

@@ -20,9 +20,9 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from runtime.errors import InputError
+from runtime.files import atomic_path
 from slicer.datasets import SPLITS
-from slicer.errors import InputError
-from slicer.io import atomic_path
 
 __all__ = [
     "EXPORT_KEYS",

@@ -1,7 +1,7 @@
 """The dataset registry (``datasets.yaml``) and the case records it yields.
 
 >>> import tempfile
->>> from slicer.phantom import write_phantom
+>>> from simulation.phantom import write_phantom
 >>> tmp = tempfile.TemporaryDirectory()
 >>> _ = write_phantom(Path(tmp.name), cases=2, voxel=4.0)
 >>> cases = load_dataset("phantom", root=tmp.name)
@@ -23,7 +23,7 @@ from typing import Any
 
 import yaml
 
-from slicer.errors import InputError
+from runtime.errors import InputError
 from slicer.io import check_same_grid, load_nifti
 
 __all__ = ["Case", "DatasetSpec", "default_registry_path", "load_registry", "load_dataset", "check_case"]

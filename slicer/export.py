@@ -13,7 +13,7 @@ failure never leaves a half-written case. At the end the per-case manifests are 
 the dataset YAML are written.
 
 >>> import tempfile
->>> from slicer.phantom import write_phantom
+>>> from simulation.phantom import write_phantom
 >>> tmp = tempfile.TemporaryDirectory(); root = Path(tmp.name)
 >>> _ = write_phantom(root / "phantom", cases=2, voxel=4.0)
 >>> options = ExportOptions(dataset="phantom", root=root / "phantom", out=root / "export", spacing=4.0)
@@ -43,14 +43,15 @@ import pandas as pd
 from scipy import ndimage
 from tqdm import tqdm
 
+from runtime.cluster import ClusterOptions, Shard, run_array, select_items
+from runtime.errors import InputError
+from runtime.files import atomic_path
+from simulation.evolution import simulate_evolution
 from slicer.brain import brain_mask
-from slicer.cluster import ClusterOptions, Shard, run_array, select_items
 from slicer.dataset_yaml import channel_names, write_export_yaml, write_train_listing
 from slicer.datasets import Case, check_case, load_dataset
-from slicer.errors import InputError
-from slicer.evolution import simulate_evolution
 from slicer.export_options import ExportOptions, ExportSummary, parse_label
-from slicer.io import atomic_path, load_mask, load_volume, spacing_of
+from slicer.io import load_mask, load_volume, spacing_of
 from slicer.manifest import MANIFEST_COLUMNS, empty_manifest, read_manifest
 from slicer.prepare import PreparedCase, prepare_case
 from slicer.register import RegistrationError

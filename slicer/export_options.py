@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from runtime.errors import InputError
 from slicer.brain import BRAIN_MASK_MODES
 from slicer.dataset_yaml import EXPORT_KEYS
 from slicer.datasets import SPLITS
-from slicer.errors import InputError
 from slicer.geometry import ORIENTATIONS
 from slicer.prepare import SOURCES
 from slicer.register import METHODS
@@ -59,7 +59,7 @@ class ExportOptions:
     simulate_evolution: bool = False
     workers: int = 1
     # Export only these case ids (empty: all). The manifest, YAML and listing need every case:
-    # only a run over all of them writes those (slicer.cluster: the submitter, after its tasks).
+    # only a run over all of them writes those (runtime.cluster: the submitter, after its tasks).
     cases: tuple[str, ...] = ()
     overwrite: bool = False
 

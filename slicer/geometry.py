@@ -32,8 +32,9 @@ import numpy as np
 from nibabel import orientations
 from scipy import ndimage
 
-from slicer.errors import InputError
-from slicer.io import atomic_path, spacing_of
+from runtime.errors import InputError
+from runtime.files import atomic_path
+from slicer.io import spacing_of
 
 __all__ = [
     "CaseGeometry",

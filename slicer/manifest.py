@@ -18,7 +18,7 @@ from typing import IO
 
 import pandas as pd
 
-from slicer.errors import InputError
+from runtime.errors import InputError
 from slicer.geometry import ORIENTATIONS
 
 __all__ = ["MANIFEST_COLUMNS", "REQUIRED_COLUMNS", "read_manifest", "empty_manifest"]

@@ -39,11 +39,11 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from runtime.errors import InputError
+from runtime.files import atomic_dir, save_nifti
 from slicer.datasets import Case
-from slicer.errors import InputError
 from slicer.export import ExportOptions, parse_label, prepare_export_case, select_cases
 from slicer.geometry import CaseGeometry
-from slicer.io import atomic_dir, save_nifti
 from slicer.register import RegistrationError
 
 __all__ = [

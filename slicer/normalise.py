@@ -26,7 +26,6 @@ from skimage.filters import threshold_otsu
 
 __all__ = [
     "head_mask",
-    "head_bounding_box",
     "robust_rescale",
     "match_to_reference",
     "match_local_intensity",
@@ -48,22 +47,6 @@ def head_mask(volume: np.ndarray) -> np.ndarray:
     foreground = volume > threshold_otsu(volume)
     largest = cc3d.largest_k(np.ascontiguousarray(foreground), k=1, connectivity=26) > 0
     return ndimage.binary_fill_holes(largest)
-
-
-def head_bounding_box(mask: np.ndarray, margin: int) -> np.ndarray:
-    """``[start, stop)`` per axis (3x2) of the mask's bounding box grown by ``margin`` voxels.
-
-    An empty mask gives the whole volume.
-    """
-    shape = np.asarray(mask.shape)
-    if not mask.any():
-        return np.stack([np.zeros(3, int), shape], axis=1)
-    box = np.array(
-        [np.flatnonzero(mask.any(axis=tuple(a for a in range(3) if a != axis)))[[0, -1]] for axis in range(3)]
-    )
-    start = np.maximum(box[:, 0] - margin, 0)
-    stop = np.minimum(box[:, 1] + 1 + margin, shape)
-    return np.stack([start, stop], axis=1)
 
 
 def robust_rescale(volume: np.ndarray, mask: np.ndarray) -> np.ndarray:

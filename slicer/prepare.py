@@ -4,7 +4,7 @@
 one patient (it slices in memory, no files). :func:`slice_channels` builds the 2.5D image
 of one slice exactly as the export writes it.
 
->>> from slicer.phantom import make_case
+>>> from simulation.phantom import make_case
 >>> case = make_case(0, seed=0, voxel=4.0)
 >>> t1_img, t0_img = nib.Nifti1Image(case.t1, case.affine), nib.Nifti1Image(case.t0, case.affine)
 >>> prepared = prepare_case(case.t1, t1_img, case.t0, t0_img, brain=case.brain_mask, spacing=4.0)
@@ -23,10 +23,10 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
+from runtime.lesions import bounding_box
 from slicer.brain import acquired, check_joint_fov
 from slicer.geometry import AXIS_OF, CaseGeometry, slice_image
 from slicer.normalise import (
-    head_bounding_box,
     head_mask,
     match_local_intensity,
     match_to_reference,
@@ -94,9 +94,7 @@ def difference_to_uint8(t1n: np.ndarray, t0n: np.ndarray) -> np.ndarray:
 def _crop_geometry(t1_img: nib.Nifti1Image, region: np.ndarray, spacing: float) -> CaseGeometry:
     geometry = CaseGeometry.from_image(t1_img, spacing)
     margin = int(np.ceil(CROP_MARGIN_MM / spacing))
-    return geometry.with_crop(
-        head_bounding_box(geometry.to_export(region.astype(np.uint8), order=0) > 0, margin)
-    )
+    return geometry.with_crop(bounding_box(geometry.to_export(region.astype(np.uint8), order=0) > 0, margin))
 
 
 def prepare_case(

@@ -17,7 +17,7 @@ The transform is reported as ``t1_to_t0_world``: a 4x4 matrix taking a world poi
 mm, nibabel's convention) of t1 anatomy to where that anatomy sits in t0 - SimpleITK's
 fixed-to-moving direction, turned from LPS into RAS.
 
->>> from slicer.phantom import make_case
+>>> from simulation.phantom import make_case
 >>> case = make_case(0, seed=0, voxel=4.0)
 >>> t1_img, t0_img = nib.Nifti1Image(case.t1, case.affine), nib.Nifti1Image(case.t0, case.affine)
 >>> moved, info, seen = register(case.t1, t1_img, case.t0, t0_img, method="auto")

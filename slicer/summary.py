@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
+from runtime.lesions import count_lesions
 from slicer.datasets import load_dataset
 from slicer.io import load_mask, spacing_of
-from slicer.lesions import count_lesions
 
 __all__ = ["case_table"]
 

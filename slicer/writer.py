@@ -22,9 +22,10 @@ import cv2
 import numpy as np
 import tifffile
 
-from slicer.errors import InputError
+from runtime.errors import InputError
+from runtime.files import save_nifti
 from slicer.geometry import AXIS_OF, ORIENTATIONS, CaseGeometry, slice_image, volume_from_images
-from slicer.io import load_mask, save_nifti
+from slicer.io import load_mask
 from slicer.labels import yolo_lines
 from slicer.normalise import brightening_z
 from slicer.prepare import PreparedCase, slice_channels

@@ -28,7 +28,7 @@ PHANTOM_CASES = 4
 @pytest.fixture(scope="session")
 def phantom_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 4-case phantom dataset in the MSSEG-2 layout (load it as dataset ``phantom``)."""
-    from slicer.phantom import write_phantom
+    from simulation.phantom import write_phantom
 
     root = tmp_path_factory.mktemp("phantom")
     write_phantom(root, cases=PHANTOM_CASES, voxel=PHANTOM_VOXEL_MM, seed=0)
@@ -38,7 +38,7 @@ def phantom_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def misaligned_phantom_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Like ``phantom_root`` but t0 carries a known rigid misalignment."""
-    from slicer.phantom import write_phantom
+    from simulation.phantom import write_phantom
 
     root = tmp_path_factory.mktemp("phantom_misaligned")
     write_phantom(root, cases=2, voxel=PHANTOM_VOXEL_MM, seed=1, misalign=True)
@@ -49,7 +49,7 @@ def misaligned_phantom_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def realistic_phantom_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 4-case realistic phantom at 2 mm: a head, uint16/int16 storage, t0 zero beyond a shorter
     field of view, ids ``013``, ``015``, ``017``, ``019`` (load it as dataset ``phantom``)."""
-    from slicer.phantom import write_phantom
+    from simulation.phantom import write_phantom
 
     root = tmp_path_factory.mktemp("phantom_realistic")
     write_phantom(root, cases=PHANTOM_CASES, voxel=PHANTOM_VOXEL_MM, seed=0, realistic=True)
@@ -59,7 +59,7 @@ def realistic_phantom_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def thick_phantom_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Like ``realistic_phantom_root`` with 4 mm axial slices (2x2x4 mm voxels), 2 cases."""
-    from slicer.phantom import write_phantom
+    from simulation.phantom import write_phantom
 
     root = tmp_path_factory.mktemp("phantom_thick")
     write_phantom(root, cases=2, voxel=PHANTOM_VOXEL_MM, seed=2, realistic=True, slice_thickness=4.0)

@@ -1,4 +1,4 @@
-"""The command lines take their defaults from the options they fill (slicer.arguments)."""
+"""The command lines take their defaults from the options they fill (runtime.arguments)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from fusion.evaluate import EvaluateOptions
 from fusion.reassemble import ReassembleOptions
 from mslong.cli import _segment_options
 from mslong.cli import build_parser as mslong_parser
+from runtime.cluster import CLUSTER_DESTS, ClusterOptions, cluster_options
 from slicer.cli import _export_options
 from slicer.cli import build_parser as slicer_parser
-from slicer.cluster import CLUSTER_DESTS, ClusterOptions, cluster_options
 from slicer.export_options import ExportOptions
 from unext_long.cli import build_parser as unext_parser
 from unext_long.options import TrainOptions

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 
 from fusion.reassemble import ReassembleOptions, reassemble, reassemble_case
+from runtime.errors import InputError
 from slicer.brain import acquired, brain_mask, check_joint_fov, compute_brain_mask
 from slicer.datasets import load_dataset
-from slicer.errors import InputError
 from slicer.export import ExportOptions, export_dataset
 from slicer.geometry import CaseGeometry
 from slicer.io import load_mask, load_volume

@@ -1,4 +1,4 @@
-"""Cluster jobs (slicer.cluster): shares, submitit's local executor, merged outputs equal one process's."""
+"""Cluster jobs (runtime.cluster): shares, submitit's local executor, merged outputs equal one process's."""
 
 from __future__ import annotations
 
@@ -14,8 +14,7 @@ import cloudpickle
 import pytest
 
 from fusion.cli import reassemble_main
-from slicer.cli import main as slicer_main
-from slicer.cluster import (
+from runtime.cluster import (
     ClusterOptions,
     Shard,
     make_executor,
@@ -24,7 +23,8 @@ from slicer.cluster import (
     select_items,
     shard_of,
 )
-from slicer.errors import InputError
+from runtime.errors import InputError
+from slicer.cli import main as slicer_main
 from slicer.export import ExportOptions, export_dataset
 
 # The tasks of a local array job are other processes: they get this module's task functions

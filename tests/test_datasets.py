@@ -19,9 +19,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from runtime.errors import InputError
+from simulation.phantom import T0_NAME, T1_NAME
 from slicer.datasets import load_dataset
-from slicer.errors import InputError
-from slicer.phantom import T0_NAME, T1_NAME
 
 SLICER = Path(sys.executable).with_name("slicer")
 REGISTRY = Path(__file__).resolve().parents[1] / "datasets.yaml"

@@ -16,7 +16,8 @@ import pytest
 import yaml
 from scipy import ndimage
 
-from slicer.evolution import (
+from runtime.lesions import label_lesions
+from simulation.evolution import (
     BLEND_VOXELS,
     RIM_VOXELS,
     Evolution,
@@ -27,7 +28,6 @@ from slicer.evolution import (
 from slicer.export import ExportOptions, export_dataset
 from slicer.geometry import CaseGeometry, slice_image
 from slicer.io import load_mask, spacing_of
-from slicer.lesions import label_lesions
 
 SHAPE = (72, 72, 36)
 TISSUE = 100.0

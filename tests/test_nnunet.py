@@ -20,9 +20,9 @@ from fusion.volumes import (
     read_nnunet_view,
 )
 from fusion.voting import VOLUME, fuse_views
+from runtime.errors import InputError
 from slicer.cli import main
 from slicer.datasets import load_dataset
-from slicer.errors import InputError
 from slicer.export import ExportOptions, assign_splits
 from slicer.geometry import CaseGeometry
 from slicer.io import load_mask

@@ -12,18 +12,18 @@ import pandas as pd
 import pytest
 from scipy import ndimage
 
+from runtime.errors import InputError
+from runtime.lesions import count_lesions
+from simulation.phantom import BRAIN_MASK_NAME, COLUMNS, T0_NAME, T1_NAME, write_phantom
+from simulation.phantom.acquisition import FieldOfViewCut, field_of_view_mask, thick_affine, thicken
+from simulation.phantom.anatomy import load_atlas, render_tissue
+from simulation.phantom.blobs import random_blob, rasterise
+from simulation.phantom.head import HeadLayers, head_signal, load_head_model, one_hot, place_head
+from simulation.phantom.raters import consensus
+from simulation.phantom.scanners import PROFILES
 from slicer.cli import main as slicer_main
 from slicer.datasets import load_dataset
-from slicer.errors import InputError
 from slicer.io import load_mask, load_volume, spacing_of
-from slicer.lesions import count_lesions
-from slicer.phantom import BRAIN_MASK_NAME, COLUMNS, T0_NAME, T1_NAME, write_phantom
-from slicer.phantom.acquisition import FieldOfViewCut, field_of_view_mask, thick_affine, thicken
-from slicer.phantom.anatomy import load_atlas, render_tissue
-from slicer.phantom.blobs import random_blob, rasterise
-from slicer.phantom.head import HeadLayers, head_signal, load_head_model, one_hot, place_head
-from slicer.phantom.raters import consensus
-from slicer.phantom.scanners import PROFILES
 from slicer.summary import case_table
 
 CASE_FILES = [T0_NAME, T1_NAME, "ground_truth.nii.gz", BRAIN_MASK_NAME, "phantom.json"] + [

@@ -16,9 +16,9 @@ import yaml
 from fusion.metrics import score_case
 from fusion.reassemble import ReassembleOptions, reassemble
 from mslong.segment import LESION_COLUMNS, segment_patient
+from runtime.lesions import count_lesions
 from slicer.datasets import load_dataset
 from slicer.io import load_mask
-from slicer.lesions import count_lesions
 
 MSLONG = str(Path(sys.executable).with_name("mslong"))
 

@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 import torch
 
+from runtime.errors import InputError
+from runtime.predictions import encode_probability
+from runtime.provenance import file_sha256
 from slicer.dataset_yaml import list_images, read_export_yaml
-from slicer.errors import InputError
-from slicer.predictions import encode_probability
-from slicer.provenance import file_sha256
 from slicer.writer import read_slice_image
 from unext_long.cli import main
 from unext_long.data import SliceDataset, mask_path, pad_collate

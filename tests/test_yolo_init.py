@@ -11,7 +11,7 @@ import pytest
 import torch
 import yaml
 
-from slicer.errors import InputError
+from runtime.errors import InputError
 from yolo_long.build import MODELS, STEMS, DataInfo, build_model, init_checkpoint, model_config, read_data
 
 DEFAULT_GROUPS = {"t1": [0, 1, 2], "t0": [3, 4, 5], "diff": [6, 7, 8]}

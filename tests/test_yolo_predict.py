@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import tifffile
 
-from slicer.errors import InputError
+from runtime.errors import InputError
 from yolo_long.build import init_checkpoint
 from yolo_long.predict import load_model, predict_folder, predict_images
 

@@ -9,9 +9,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from slicer.arguments import defaults_from, given_arguments
-from slicer.cluster import add_cluster_arguments, cluster_options
-from slicer.errors import cli_entry
+from runtime.arguments import defaults_from, given_arguments
+from runtime.cluster import add_cluster_arguments, cluster_options
+from runtime.errors import cli_entry
 from unext_long.options import LOSS_NAMES, MODEL_SIZES, STEMS
 
 __all__ = ["main", "build_parser"]

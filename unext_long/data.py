@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset, Sampler
 
-from slicer.errors import InputError
+from runtime.errors import InputError
 from slicer.writer import read_slice_image
 
 __all__ = [

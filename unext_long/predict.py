@@ -10,23 +10,25 @@ from __future__ import annotations
 import json
 import pickle
 from collections.abc import Iterable, Iterator, Sequence
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from slicer.cluster import ClusterOptions, Shard, select_items, shard_of
-from slicer.dataset_yaml import list_images
-from slicer.devices import select_device
-from slicer.errors import InputError
-from slicer.predictions import (
+from runtime.cluster import ClusterOptions, Shard, select_items, shard_of
+from runtime.devices import select_device
+from runtime.errors import InputError
+from runtime.predictions import (
     PredictSummary,
     predict_in_tasks,
     predict_into_folder,
     same_size_batches,
     slice_case,
 )
-from slicer.provenance import prediction_record
+from runtime.provenance import prediction_record
+from slicer.dataset_yaml import list_images
+from slicer.writer import read_slice_image
 from unext_long.data import image_to_tensor
 from unext_long.model import UNeXt, create_model
 
@@ -68,7 +70,7 @@ def predict_images(
 ) -> Iterator[np.ndarray]:
     """Lesion probability ``(H, W)`` float32 for each uint8 ``(C, H, W)`` image, in order.
 
-    Consecutive slices of one size share a batch (:func:`slicer.predictions.same_size_batches`),
+    Consecutive slices of one size share a batch (:func:`runtime.predictions.same_size_batches`),
     so a slice's prediction does not depend on its neighbours; the model pads each batch to a
     multiple of 32 and crops back.
     """
@@ -95,9 +97,9 @@ def predict_folder(
     """Write ``out/<stem>.png`` for every slice of ``source`` (a folder or a ``.txt`` listing).
 
     The folder records the weights in ``provenance.json``: a re-run with them skips the PNGs
-    already there; other weights refuse unless ``overwrite`` (:func:`slicer.predictions.predict_into_folder`).
+    already there; other weights refuse unless ``overwrite`` (:func:`runtime.predictions.predict_into_folder`).
     ``cases`` keeps the slices of these cases, ``shard`` (I, N) the I-th of N shares of them;
-    with ``cluster``'s executor, its tasks predict the shares (:func:`slicer.predictions.predict_in_tasks`).
+    with ``cluster``'s executor, its tasks predict the shares (:func:`runtime.predictions.predict_in_tasks`).
     """
     slices = select_items(list_images(source), cases, key=slice_case)
     if cluster is not None and cluster.submits:
@@ -111,7 +113,7 @@ def predict_folder(
         out,
         _record(weights, source, config),
         lambda images: predict_images(model, images, batch),
-        config["in_channels"],
+        partial(read_slice_image, channels=config["in_channels"]),
         overwrite,
     )
 

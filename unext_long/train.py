@@ -28,10 +28,10 @@ import torch
 from torch.utils.data import DataLoader, get_worker_info
 from tqdm import tqdm
 
+from runtime.devices import select_device
+from runtime.errors import InputError
+from runtime.files import atomic_path
 from slicer.dataset_yaml import list_images, read_export_yaml
-from slicer.devices import select_device
-from slicer.errors import InputError
-from slicer.io import atomic_path
 from unext_long import distributed
 from unext_long.data import (
     Augment,

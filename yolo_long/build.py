@@ -23,9 +23,9 @@ from typing import Any, Literal
 
 import yaml
 
+from runtime.errors import InputError
+from runtime.files import atomic_path
 from slicer.dataset_yaml import read_export_yaml
-from slicer.errors import InputError
-from slicer.io import atomic_path
 from slicer.manifest import read_manifest
 
 __all__ = [

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import argparse
 
-from slicer.arguments import defaults_from, given_arguments
-from slicer.cluster import add_cluster_arguments, cluster_options
-from slicer.errors import cli_entry
+from runtime.arguments import defaults_from, given_arguments
+from runtime.cluster import add_cluster_arguments, cluster_options
+from runtime.errors import cli_entry
 from yolo_long.build import MODELS, STEMS  # light: torch and ultralytics load inside the commands
 
 

@@ -26,22 +26,24 @@ wrote ...untrained.pt: yolov9t-seg-long (siamese stem), 2.21 M parameters, 9 cha
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from slicer.cluster import ClusterOptions, Shard, select_items, shard_of
-from slicer.dataset_yaml import list_images
-from slicer.errors import InputError
-from slicer.predictions import (
+from runtime.cluster import ClusterOptions, Shard, select_items, shard_of
+from runtime.errors import InputError
+from runtime.predictions import (
     PredictSummary,
     predict_in_tasks,
     predict_into_folder,
     same_size_batches,
     slice_case,
 )
-from slicer.provenance import prediction_record
+from runtime.provenance import prediction_record
+from slicer.dataset_yaml import list_images
+from slicer.writer import read_slice_image
 
 __all__ = [
     "DEFAULT_CONF",
@@ -142,7 +144,7 @@ def predict_folder(
     The folder records the weights and settings in ``provenance.json``: a re-run with them
     skips the PNGs already there; others refuse unless ``overwrite``. ``cases`` keeps the
     slices of these cases, ``shard`` (I, N) the I-th of N shares of them; with ``cluster``'s
-    executor, its tasks predict the shares (:func:`slicer.predictions.predict_in_tasks`).
+    executor, its tasks predict the shares (:func:`runtime.predictions.predict_in_tasks`).
     """
     source = Path(source)
     slices = select_items(list_images(source), cases, key=slice_case)
@@ -157,7 +159,7 @@ def predict_folder(
         out,
         _record(weights, source, imgsz, conf, model),
         lambda images: predict_images(model, images, imgsz, conf, batch, device),
-        model.model.yaml["channels"],
+        partial(read_slice_image, channels=model.model.yaml["channels"]),
         overwrite,
     )
 

@@ -18,8 +18,8 @@ from dataclasses import dataclass, replace
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-from slicer.errors import InputError
-from slicer.phantom.scanners import ScannerProfile
+from runtime.errors import InputError
+from simulation.phantom.scanners import ScannerProfile
 
 __all__ = [
     "FieldOfViewCut",

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from slicer.errors import InputError
+from runtime.errors import InputError
 
 if TYPE_CHECKING:
     import torch

@@ -1,15 +1,15 @@
 """One phantom case, drawn from ``numpy.random.default_rng([seed, index])`` (nothing written).
 
-The MNI152 brain (:mod:`~slicer.phantom.anatomy`) is seen through a small random affine with
-FLAIR contrast from a scanner profile (:mod:`~slicer.phantom.scanners`). Existing lesions
+The MNI152 brain (:mod:`~simulation.phantom.anatomy`) is seen through a small random affine with
+FLAIR contrast from a scanner profile (:mod:`~simulation.phantom.scanners`). Existing lesions
 appear at both time points (some enlarge at t1; enlarging is not new and not in the ground
-truth), new lesions at t1 only; they are irregular blobs (:mod:`~slicer.phantom.blobs`) in
-white matter, mostly periventricular. Four simulated raters (:mod:`~slicer.phantom.raters`)
+truth), new lesions at t1 only; they are irregular blobs (:mod:`~simulation.phantom.blobs`) in
+white matter, mostly periventricular. Four simulated raters (:mod:`~simulation.phantom.raters`)
 disagree mildly; the ground truth is the voxels at least 3 of them marked.
 
-The realistic mode adds a head (:mod:`~slicer.phantom.head`) on a clinical field of view,
+The realistic mode adds a head (:mod:`~simulation.phantom.head`) on a clinical field of view,
 optional thick slices, integer storage and a t0 whose field of view ends earlier
-(:mod:`~slicer.phantom.acquisition`), drawn by a generator of their own (the default is unchanged).
+(:mod:`~simulation.phantom.acquisition`), drawn by a generator of their own (the default is unchanged).
 
 >>> case = make_case(0, seed=0, voxel=4.0, realistic=True)
 >>> case.t1.dtype in (np.uint16, np.int16), case.consensus.shape, case.row["new_lesions"], case.row["scanner"]
@@ -23,8 +23,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-from slicer.lesions import ENLARGING_GROWTH, ENLARGING_SHARE, count_lesions
-from slicer.phantom.acquisition import (
+from runtime.lesions import ENLARGING_GROWTH, ENLARGING_SHARE, count_lesions
+from simulation.phantom.acquisition import (
     FieldOfViewCut,
     draw_fov_cuts,
     field_of_view_mask,
@@ -33,9 +33,15 @@ from slicer.phantom.acquisition import (
     thick_affine,
     thicken,
 )
-from slicer.phantom.anatomy import Atlas, load_atlas, random_subject_transform, render_tissue, sample_sites
-from slicer.phantom.blobs import Blob, random_blob, rasterise
-from slicer.phantom.head import (
+from simulation.phantom.anatomy import (
+    Atlas,
+    load_atlas,
+    random_subject_transform,
+    render_tissue,
+    sample_sites,
+)
+from simulation.phantom.blobs import Blob, random_blob, rasterise
+from simulation.phantom.head import (
     FOV_CENTRE_MM,
     FOV_MM,
     HeadLayers,
@@ -45,8 +51,8 @@ from slicer.phantom.head import (
     load_head_model,
     place_head,
 )
-from slicer.phantom.raters import consensus, simulate_raters
-from slicer.phantom.scanners import PROFILES, ScannerProfile, acquire
+from simulation.phantom.raters import consensus, simulate_raters
+from simulation.phantom.scanners import PROFILES, ScannerProfile, acquire
 
 __all__ = ["PhantomCase", "make_case", "random_misalignment"]
 

@@ -21,8 +21,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from slicer.errors import InputError
-from slicer.io import atomic_path
+from runtime.errors import InputError
+from runtime.files import atomic_path
 
 __all__ = [
     "PROVENANCE_FILE",

@@ -23,11 +23,10 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from slicer.cluster import ClusterOptions, run_array
-from slicer.errors import InputError
-from slicer.io import atomic_path
-from slicer.provenance import claim_folder
-from slicer.writer import read_slice_image
+from runtime.cluster import ClusterOptions, run_array
+from runtime.errors import InputError
+from runtime.files import atomic_path
+from runtime.provenance import claim_folder
 
 __all__ = [
     "encode_probability",
@@ -101,19 +100,21 @@ def predict_into_folder(
     out: str | Path,
     record: Mapping[str, Any],
     predict: Callable[[Iterable[np.ndarray]], Iterator[np.ndarray]],
-    channels: int,
+    read: Callable[[Path], np.ndarray],
     overwrite: bool = False,
 ) -> PredictSummary:
     """Write ``out/<stem>.png`` for every exported slice, as one model (``record``) predicts it.
 
-    The folder's ``provenance.json`` (:func:`slicer.provenance.claim_folder`) decides: the same
+    ``read`` opens one slice as the model takes it (the export's reader, checking its channels).
+
+    The folder's ``provenance.json`` (:func:`runtime.provenance.claim_folder`) decides: the same
     record keeps the PNGs already there, another one refuses unless ``overwrite``, which
     redoes every slice.
     """
     out = Path(out)
     with claim_folder(out, record, "*.png", overwrite) as keep:
         todo = [path for path in slices if not (keep and (out / f"{path.stem}.png").is_file())]
-        images = (read_slice_image(path, channels) for path in todo)
+        images = (read(path) for path in todo)
         for path, prob in tqdm(
             zip(todo, predict(images), strict=True), total=len(todo), desc="predict", unit="slice"
         ):

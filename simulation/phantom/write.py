@@ -8,10 +8,10 @@ from pathlib import Path
 import pandas as pd
 from tqdm import tqdm
 
-from slicer.errors import InputError
-from slicer.io import atomic_dir, atomic_path, save_nifti
-from slicer.phantom.acquisition import slices_per_thick
-from slicer.phantom.case import PhantomCase, make_case
+from runtime.errors import InputError
+from runtime.files import atomic_dir, atomic_path, save_nifti
+from simulation.phantom.acquisition import slices_per_thick
+from simulation.phantom.case import PhantomCase, make_case
 
 __all__ = ["write_phantom", "case_id", "COLUMNS", "T0_NAME", "T1_NAME", "BRAIN_MASK_NAME"]
 
@@ -90,7 +90,7 @@ def write_phantom(
         voxel: isotropic voxel size in mm (1.0: 197x233x189 voxels; 2.0: 98x116x94).
         seed: random seed; the same seed gives byte-identical files.
         misalign: move t0 by a known rigid transform on the t1 grid; the transform is saved
-            as ``<case>/misalignment.json`` (see :func:`~slicer.phantom.case.random_misalignment`).
+            as ``<case>/misalignment.json`` (see :func:`~simulation.phantom.case.random_misalignment`).
         overwrite: rewrite cases that exist; otherwise they are kept and only listed.
         realistic: a head on a 240 mm field of view (2.0: 120x120x104 voxels), uint16 or int16
             storage, a t0 zero-filled beyond its shorter field of view, ids ``013``, ``015``...

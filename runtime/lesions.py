@@ -1,4 +1,4 @@
-"""What counts as a lesion, defined once for every package.
+"""What counts as a lesion (and the box around a mask), defined once for every package.
 
 The MSSEG-2 evaluation rules define a lesion as a 6-connected component of the mask
 strictly larger than 3 mm³. The phantom, the export summary, the voting and the metrics
@@ -17,6 +17,7 @@ __all__ = [
     "label_lesions",
     "count_lesions",
     "remove_small_lesions",
+    "bounding_box",
 ]
 
 MIN_LESION_MM3 = 3.0
@@ -62,3 +63,19 @@ def remove_small_lesions(
 ) -> np.ndarray:
     """Binary mask without the components of ``min_volume_mm3`` or less."""
     return label_lesions(mask, spacing, min_volume_mm3)[0] > 0
+
+
+def bounding_box(mask: np.ndarray, margin: int) -> np.ndarray:
+    """``[start, stop)`` per axis (3x2) of the mask's bounding box grown by ``margin`` voxels (clipped to the volume).
+
+    An empty mask gives the whole volume.
+    """
+    shape = np.asarray(mask.shape)
+    if not mask.any():
+        return np.stack([np.zeros(3, int), shape], axis=1)
+    box = np.array(
+        [np.flatnonzero(mask.any(axis=tuple(a for a in range(3) if a != axis)))[[0, -1]] for axis in range(3)]
+    )
+    start = np.maximum(box[:, 0] - margin, 0)
+    stop = np.minimum(box[:, 1] + 1 + margin, shape)
+    return np.stack([start, stop], axis=1)

@@ -25,8 +25,8 @@ was made) and, with ``misalign``, ``misalignment.json``; then ``OUT/cases.csv``.
 >>> tmp.cleanup()
 """
 
-from slicer.phantom.case import make_case, random_misalignment
-from slicer.phantom.write import BRAIN_MASK_NAME, COLUMNS, T0_NAME, T1_NAME, case_id, write_phantom
+from simulation.phantom.case import make_case, random_misalignment
+from simulation.phantom.write import BRAIN_MASK_NAME, COLUMNS, T0_NAME, T1_NAME, case_id, write_phantom
 
 __all__ = [
     "write_phantom",

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import ndimage
 
-from slicer.lesions import label_lesions
+from runtime.lesions import label_lesions
 
 __all__ = ["simulate_raters", "consensus", "CONSENSUS_VOTES"]
 

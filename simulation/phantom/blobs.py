@@ -21,7 +21,7 @@ import numpy as np
 from scipy import ndimage
 from scipy.spatial.transform import Rotation
 
-from slicer.lesions import MIN_LESION_MM3
+from runtime.lesions import MIN_LESION_MM3
 
 __all__ = ["Blob", "Patch", "random_blob", "rasterise"]
 

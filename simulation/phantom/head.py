@@ -29,8 +29,8 @@ from functools import lru_cache
 import numpy as np
 from scipy import ndimage
 
-from slicer.phantom.anatomy import load_atlas, render_tissue
-from slicer.phantom.scanners import ScannerProfile
+from simulation.phantom.anatomy import load_atlas, render_tissue
+from simulation.phantom.scanners import ScannerProfile
 
 __all__ = [
     "FOV_MM",

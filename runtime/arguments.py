@@ -24,7 +24,7 @@ import importlib
 import inspect
 from typing import Any
 
-from slicer.cluster import CLUSTER_DESTS
+from runtime.cluster import CLUSTER_DESTS
 
 __all__ = ["defaults_from", "library_defaults", "given_arguments"]
 
@@ -88,6 +88,6 @@ def defaults_from(target: str) -> dict[str, Any]:
 
 def given_arguments(args: argparse.Namespace, *leave_out: str) -> dict[str, Any]:
     """The flags the user gave, lists as tuples, without ``leave_out`` and the cluster flags
-    (those are :func:`slicer.cluster.cluster_options`'): the keywords of the options a command fills."""
+    (those are :func:`runtime.cluster.cluster_options`'): the keywords of the options a command fills."""
     skip = {*leave_out, *CLUSTER_DESTS}
     return {k: tuple(v) if isinstance(v, list) else v for k, v in vars(args).items() if k not in skip}

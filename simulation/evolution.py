@@ -46,8 +46,7 @@ import numpy as np
 from scipy import fft, ndimage
 from skimage.filters import threshold_otsu
 
-from slicer.lesions import ENLARGING_GROWTH, ENLARGING_SHARE, MIN_LESION_MM3, label_lesions
-from slicer.normalise import head_bounding_box
+from runtime.lesions import ENLARGING_GROWTH, ENLARGING_SHARE, MIN_LESION_MM3, bounding_box, label_lesions
 
 __all__ = ["Evolution", "draw_evolution", "apply_evolution", "simulate_evolution"]
 
@@ -74,7 +73,7 @@ class Evolution:
     """The random choices of one simulation.
 
     Attributes:
-        removed: lesion labels (of :func:`slicer.lesions.label_lesions`) erased from t0: the new lesions.
+        removed: lesion labels (of :func:`runtime.lesions.label_lesions`) erased from t0: the new lesions.
         grown: lesion labels smaller at t0 (enlarging between t0 and t1; not new).
         growth: linear growth factor from t0 to t1 of each ``grown`` lesion (t0 keeps 1/growth³ of it).
         drift: multiplicative intensity drift of t0 at the corners of the volume (2x2x2).
@@ -323,7 +322,7 @@ def _groups(changing: np.ndarray) -> Iterator[tuple[tuple[slice, ...], tuple[sli
     come from.
     """
     reach = int(np.ceil(RIM_VOXELS + BLEND_VOXELS))
-    crop = head_bounding_box(changing, margin=reach + 1)
+    crop = bounding_box(changing, margin=reach + 1)
     region = tuple(slice(int(a), int(b)) for a, b in crop)
     labels = np.zeros(changing.shape, np.int32)
     near = ndimage.binary_dilation(changing[region], np.ones((3, 3, 3), bool), iterations=reach)
@@ -434,7 +433,7 @@ def simulate_evolution(
 
     Args:
         t1: the real scan (becomes the follow-up).
-        consensus: its lesion mask (0/1); lesions follow :func:`slicer.lesions.label_lesions`.
+        consensus: its lesion mask (0/1); lesions follow :func:`runtime.lesions.label_lesions`.
         spacing: voxel sizes in mm.
         seed: all random choices derive from it.
         new_fraction: share of lesions erased from t0 (at least one when there are any).

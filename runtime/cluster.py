@@ -32,7 +32,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
-from slicer.errors import InputError
+from runtime.errors import InputError
 
 __all__ = [
     "EXECUTORS",
