@@ -17,13 +17,16 @@ copied:
   reference lesions are not outside). Anima stops after as many components as the reference
   has lesions plus one, and then counts the lesion as detected;
 - lesion precision (Anima's PPVL) is the same test on the transposed table: a predicted lesion
-  is a true positive when the reference lesions detect it; sensitivity and precision are 0/0
-  (NaN) when their side has no lesion; F1 = 2PS / (P + S);
+  is a true positive when the reference lesions detect it; a prediction without any lesion has
+  precision 0, not 0/0 (Anima since its commit 58cfe530 of July 2021, "Prevent wrong nan values
+  in lesion detection metrics when null tested segmentation", before MSSEG-2 was scored), so a
+  method that finds nothing scores 0 and stays in the mean; sensitivity is 0/0 (NaN) without
+  reference lesion; F1 = 2PS / (P + S);
 - Dice on voxels; on a case with no reference lesion, Dice, sensitivity and F1 are undefined
   (NaN) and the case is scored by its predicted lesions, all false positives (number, mm³).
 
-Where nothing is detected Anima's F1 is 0/0 as well; it is 0 here, so that a mean over cases
-counts a case with lesions that a method missed entirely.
+Where reference lesions exist and nothing is detected F1 is 0 (P = S = 0), so that a mean over
+cases counts a case with lesions that a method missed entirely.
 
 >>> import numpy as np
 >>> gt = np.zeros((10, 10, 10), np.uint8); gt[2:5, 2:5, 2:5] = 1
@@ -214,7 +217,8 @@ def score_lesions(
     matching = matching or match_lesions(reference, prediction)
     voxel_mm3 = float(np.prod(spacing))
     detected, hits = int(matching.detected.sum()), int(matching.true_positive.sum())
-    sensitivity, precision = _ratio(detected, reference.n), _ratio(hits, prediction.n)
+    sensitivity = _ratio(detected, reference.n)
+    precision = _ratio(hits, prediction.n) if prediction.n else 0.0  # Anima: PPVL 0 for a null prediction
     empty = reference.n == 0
     if empty:
         f1 = float("nan")
@@ -243,8 +247,8 @@ def score_case(gt: np.ndarray, pred: np.ndarray, spacing: Spacing) -> dict[str, 
 
     Keys: dice, f1, sensitivity, precision (lesion-wise), ref_lesions, pred_lesions, detected,
     fp_lesions and fp_volume_mm3 (predicted lesions that match no reference lesion),
-    ref_volume_mm3, pred_volume_mm3. Dice, F1 and sensitivity are NaN without reference lesion,
-    precision without predicted lesion.
+    ref_volume_mm3, pred_volume_mm3. Dice, F1 and sensitivity are NaN without reference lesion;
+    precision is 0 without predicted lesion (so F1 is 0 when the reference has lesions).
     """
     if np.shape(gt) != np.shape(pred):
         raise ValueError(f"shapes differ: {np.shape(gt)} and {np.shape(pred)}")

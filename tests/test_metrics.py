@@ -182,8 +182,8 @@ def test_no_predicted_lesion() -> None:
     pred = np.zeros_like(gt)
     pred[8, 8, 8:11] = 1  # 3 mm³: no predicted lesion
     scores = score_case(gt, pred, ONE_MM)
-    # Anima: PPVL = 0 / (labels - 1) = 0/0, NaN; SensL = 0 of 1; F1 0 here (Anima: NaN)
-    assert math.isnan(scores["precision"]) and scores["sensitivity"] == 0.0
+    # Anima (since 58cfe530): PPVL 0 for a null tested segmentation; SensL = 0 of 1; F1 0
+    assert scores["precision"] == 0.0 and scores["sensitivity"] == 0.0
     assert scores["f1"] == 0.0 and scores["fp_lesions"] == 0
     assert scores["dice"] == pytest.approx(0.0)
 
@@ -191,7 +191,8 @@ def test_no_predicted_lesion() -> None:
 def test_both_empty_is_undefined() -> None:
     empty = np.zeros((6, 6, 6), np.uint8)
     scores = score_case(empty, empty, ONE_MM)
-    assert all(math.isnan(scores[k]) for k in ("dice", "f1", "sensitivity", "precision"))
+    assert all(math.isnan(scores[k]) for k in ("dice", "f1", "sensitivity"))
+    assert scores["precision"] == 0.0  # a null prediction, as Anima scores it
     assert (scores["fp_lesions"], scores["fp_volume_mm3"]) == (0, 0.0)
 
 
