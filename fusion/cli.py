@@ -7,13 +7,15 @@ command so that ``--help`` is instant.
 from __future__ import annotations
 
 import argparse
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
-from fusion.voting import VOTE_MODES
+from fusion.voting import COUNTING_VOTES, MAX_VOTERS, VOTE_MODES
 from runtime.arguments import defaults_from, given_arguments
 from runtime.cluster import add_cluster_arguments, cluster_options
 from runtime.errors import cli_entry
+from runtime.files import check_fresh, check_not_input
 from slicer.datasets import SPLITS
 from slicer.geometry import ORIENTATIONS
 
@@ -58,12 +60,26 @@ def add_vote_arguments(parser: argparse.ArgumentParser, model: str) -> None:
 
 
 def check_vote_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    """Exit 2 with argparse's one line for a threshold outside [0, 1) or fewer than one vote."""
+    """Exit 2 with argparse's one line for a threshold outside [0, 1), a vote count outside 1 to
+    the planes that can vote, a vote count where the vote counts none, or a negative size.
+
+    (Where the planes are known, :func:`fusion.voting.check_min_votes` checks the count again.)
+    """
     for threshold in getattr(args, "threshold", ()):
         if not 0.0 <= threshold < 1.0:
             parser.error(f"--threshold must be in [0, 1), got {threshold}")
-    if getattr(args, "min_votes", 1) < 1:
-        parser.error(f"--min-votes must be at least 1, got {args.min_votes}")
+    if hasattr(args, "min_votes"):
+        if not 1 <= args.min_votes <= MAX_VOTERS:
+            parser.error(
+                f"--min-votes must be 1 to {MAX_VOTERS} (three planes and a 3D model), got {args.min_votes}"
+            )
+        if getattr(args, "vote", "triplanar") not in COUNTING_VOTES:
+            parser.error(
+                f"--min-votes counts nothing with --vote {args.vote} (use {' or '.join(COUNTING_VOTES)})"
+            )
+    size = getattr(args, "min_size_mm3", 0.0)
+    if not (math.isfinite(size) and size >= 0):
+        parser.error(f"--min-size must be a finite volume of 0 mm³ or more, got {size}")
 
 
 def reassemble_parser() -> argparse.ArgumentParser:
@@ -91,7 +107,16 @@ def reassemble_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--device", help="where an nnU-Net model folder among --preds runs (default: cuda if any)"
     )
-    parser.add_argument("--overwrite", action="store_true", help="rewrite cases already written")
+    parser.add_argument(
+        "--fill-missing",
+        action="store_true",
+        help="read slices a prediction folder lacks as background (default: refuse an incomplete folder)",
+    )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="redo cases made with other predictions or settings (finished cases made with the same ones are kept)",
+    )
     add_cluster_arguments(parser)
     return parser
 
@@ -113,6 +138,7 @@ def evaluate_parser() -> argparse.ArgumentParser:
         "--no-figures", dest="figures", action="store_false", help="skip the per-case figures"
     )
     parser.add_argument("--workers", type=int, help="processes")
+    parser.add_argument("--overwrite", action="store_true", help="replace an earlier evaluation in --out")
     return parser
 
 
@@ -132,8 +158,13 @@ def reassemble_main(argv: Sequence[str] | None = None) -> None:
 
 @cli_entry
 def evaluate_main(argv: Sequence[str] | None = None) -> None:
-    args = evaluate_parser().parse_args(argv)
-    from fusion.evaluate import EvaluateOptions, evaluate, summary_line
+    parser = evaluate_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "workers", 1) < 1:
+        parser.error(f"--workers must be 1 or more, got {args.workers}")
+    from fusion.evaluate import EVALUATION_OUTPUTS, EvaluateOptions, evaluate, summary_line
 
-    table = evaluate(EvaluateOptions(**vars(args)))
+    check_not_input(args.out, "--out", (args.pred,))
+    check_fresh([args.out / name for name in EVALUATION_OUTPUTS], "--out", getattr(args, "overwrite", False))
+    table = evaluate(EvaluateOptions(**given_arguments(args, "overwrite")))
     print(f"lesion-eval: {summary_line(table)}; wrote metrics.csv, lesions.csv, summary.md to {args.out}")

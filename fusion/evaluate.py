@@ -47,6 +47,7 @@ from slicer.io import check_same_grid, load_mask, load_nifti, load_volume
 
 __all__ = [
     "CaseResult",
+    "EVALUATION_OUTPUTS",
     "EvaluateOptions",
     "detection_by_size",
     "evaluate_case",
@@ -72,6 +73,10 @@ LESION_COLUMNS = [
     "status",
     "matches",
 ]
+
+
+# What lesion-eval writes into its --out folder (an earlier evaluation is replaced only with --overwrite).
+EVALUATION_OUTPUTS = ("metrics.csv", "inter_rater.csv", "lesions.csv", "summary.md", "figures")
 
 
 @dataclass

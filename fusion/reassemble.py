@@ -44,11 +44,11 @@ from tqdm import tqdm
 
 from fusion.existing import drop_existing_lesions
 from fusion.sources import PredictionSource, export_volumes, open_source
-from fusion.voting import Vote, fuse_views, operating_level
+from fusion.voting import VOLUME, Vote, check_min_votes, fuse_views, operating_level
 from runtime.cluster import ClusterOptions, Shard, run_array, shard_of
 from runtime.devices import select_device
 from runtime.errors import InputError
-from runtime.files import save_nifti
+from runtime.files import check_not_input, save_nifti
 from runtime.lesions import MIN_LESION_MM3, remove_small_lesions
 from runtime.predictions import decode_probability
 from runtime.provenance import claim_folder, operating_point, read_provenance
@@ -96,6 +96,8 @@ class ReassembleOptions:
     overwrite: bool = False
     # Where a trained nnU-Net model folder among ``preds`` runs (runtime.devices.select_device).
     device: str | None = None
+    # Read slices a PNG folder lacks as background (otherwise an incomplete folder is refused).
+    fill_missing: bool = False
 
 
 def read_probability_png(path: Path, height: int, width: int) -> np.ndarray:
@@ -137,7 +139,8 @@ def read_views(
     Args:
         rows: the manifest rows of one case.
         geometry: that case's geometry.
-        pred_dir: folder of ``<stem>.png``; a missing slice counts as background.
+        pred_dir: folder of ``<stem>.png``; a missing slice counts as background (the caller
+            refuses an incomplete folder unless told to fill it: :meth:`PredictionSource.check`).
         available: the PNG names in ``pred_dir`` (listed once per folder by the caller).
     """
     available = available if available is not None else set(os.listdir(pred_dir))
@@ -281,6 +284,7 @@ def reassemble(
     # Only the chosen planes become views (e.g. a single-plane model: --orientations axial).
     manifest = manifest[manifest["orientation"].isin(options.orientations)]
     pred_dirs = [Path(p) for p in options.preds]
+    check_not_input(out, "--out", [slices, *pred_dirs])
     sources = [open_source(pred_dir, str(select_device(options.device))) for pred_dir in pred_dirs]
     own = [
         source.default_threshold or operating_point(source.folder, DEFAULT_THRESHOLD) for source in sources
@@ -290,8 +294,11 @@ def reassemble(
     for case in cases:  # check everything cheap before writing anything
         geometries[case] = CaseGeometry.load(slices / "cases" / f"{case}.json")
         _check_rows(manifest[manifest["case"] == case], geometries[case], slices / "manifest.csv")
+    check_min_votes(options.min_votes, options.vote, _planes(sources, options.orientations))
     for source in sources:
-        source.check(manifest, geometries)
+        filled = source.check(manifest, geometries, options.fill_missing)
+        if filled:
+            print(f"reassemble: {source.folder}: {filled} missing slices read as background (--fill-missing)")
     written = []
     with claim_folder(out, _record(options, pred_dirs, thresholds), "*.nii.gz", options.overwrite) as keep:
         if cluster is not None and cluster.submits:  # the tasks accept this claim: they make the same record
@@ -308,6 +315,11 @@ def reassemble(
     return written
 
 
+def _planes(sources: Sequence[PredictionSource], orientations: Sequence[str]) -> list[str]:
+    """The voters' planes: each PNG folder votes over ``orientations``, a 3D source as one view."""
+    return [plane for source in sources for plane in ((VOLUME,) if source.volumetric else orientations)]
+
+
 def _record(options: ReassembleOptions, pred_dirs: Sequence[Path], thresholds: Sequence[float]) -> dict:
     """What makes the masks of a reassembled folder (which cases, and the prob files, aside)."""
     return {
@@ -320,6 +332,8 @@ def _record(options: ReassembleOptions, pred_dirs: Sequence[Path], thresholds: S
         "min_size_mm3": options.min_size_mm3,
         "keep_existing": options.keep_existing,
         "orientations": list(options.orientations),
+        # Only when set, so that folders made before the flag existed keep their record.
+        **({"fill_missing": True} if options.fill_missing else {}),
     }
 
 

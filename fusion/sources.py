@@ -59,17 +59,33 @@ class PredictionSource:
         """nnU-Net's own operating point; None: the folder's provenance says (PNG folders)."""
         return NNUNET_THRESHOLD if self.volumetric else None
 
-    def check(self, manifest: pd.DataFrame, geometries: Mapping[str, CaseGeometry]) -> None:
-        """Refuse, before anything is written, a source without predictions for some case."""
+    def check(
+        self, manifest: pd.DataFrame, geometries: Mapping[str, CaseGeometry], fill_missing: bool = False
+    ) -> int:
+        """Refuse, before anything is written, a source without predictions for some case, or
+        without some slice of the planes it votes over, unless ``fill_missing`` (those slices
+        are then read as background). Returns how many slices are missing."""
         if self.model is not None:
-            return
+            return 0
         if self.listing is None:
             check_nnunet_predictions(self.folder, geometries)
-            return
+            return 0
+        rows = manifest[manifest["case"].isin(list(geometries))]
+        present = (rows["stem"] + ".png").isin(self.listing)
         for case in geometries:
-            rows = manifest[manifest["case"] == case]
-            if not (rows["stem"] + ".png").isin(self.listing).any():
+            if not present[rows["case"] == case].any():
                 raise InputError(self.folder, f"no prediction for case '{case}'")
+        missing = rows[~present]
+        if not missing.empty and not fill_missing:
+            counts = missing.groupby("orientation").size()
+            totals = rows.groupby("orientation").size()
+            shown = ", ".join(f"{plane} {counts[plane]} of {totals[plane]}" for plane in counts.index)
+            raise InputError(
+                self.folder,
+                f"{len(missing)} slices have no prediction ({shown}; e.g. {missing['stem'].iloc[0]}.png): "
+                "predict them, or pass --fill-missing to read them as background",
+            )
+        return len(missing)
 
     def views(
         self, rows: pd.DataFrame, geometry: CaseGeometry, export: Path, read_pngs: PngReader

@@ -77,6 +77,7 @@ from typing import Literal
 import cc3d
 import numpy as np
 
+from runtime.errors import InputError
 from runtime.lesions import MIN_LESION_MM3, remove_small_lesions
 
 __all__ = [
@@ -91,12 +92,17 @@ __all__ = [
     "lesion_votes",
     "calibrate",
     "default_min_votes",
+    "check_min_votes",
+    "COUNTING_VOTES",
+    "MAX_VOTERS",
     "merge_planes",
     "operating_level",
 ]
 
 Vote = Literal["none", "mean", "majority", "triplanar"]
 VOTE_MODES: tuple[str, ...] = ("none", "mean", "majority", "triplanar")
+COUNTING_VOTES: tuple[str, ...] = ("majority", "triplanar")  # the modes a vote count applies to
+MAX_VOTERS = 4  # three planes and a 3D view
 # The orientation of a volumetric view (a 3D network's probability volume, e.g. nnU-Net's).
 VOLUME = "3d"
 VolumeRule = Literal["voter", "tiebreak"]
@@ -114,6 +120,22 @@ def operating_level(threshold: float | Sequence[float]) -> float:
     if np.isscalar(threshold):
         return float(threshold)
     return float(threshold[0]) if len(set(threshold)) == 1 else 0.5
+
+
+def check_min_votes(min_votes: int | None, vote: str, planes: Sequence[str]) -> None:
+    """Refuse, before any work, a vote count above the voters ``planes`` give (a 3D view is
+    one voter, the models of one plane merge into one).
+
+    >>> check_min_votes(3, "triplanar", ["axial", "coronal", "sagittal", "axial"])
+    >>> check_min_votes(2, "triplanar", ["axial"])
+    Traceback (most recent call last):
+    runtime.errors.InputError: --min-votes: 2 exceeds the 1 voter(s) here (axial)
+    """
+    voters = list(dict.fromkeys(planes))
+    if min_votes is not None and vote in COUNTING_VOTES and min_votes > len(voters):
+        raise InputError(
+            "--min-votes", f"{min_votes} exceeds the {len(voters)} voter(s) here ({', '.join(voters)})"
+        )
 
 
 def default_min_votes(views: int) -> int:

@@ -18,10 +18,10 @@ from typing import Any
 
 import pandas as pd
 
-from mslong.segment import segment_patient, sibling_path
+from mslong.segment import segment_patient
 from runtime.cluster import ClusterOptions, Shard, run_array, select_items
 from runtime.errors import InputError
-from runtime.files import atomic_path
+from runtime.files import atomic_path, check_not_input, plain_name, sibling_path
 from runtime.provenance import claim_folder, file_sha256
 
 __all__ = ["PAIR_COLUMNS", "SUMMARY_COLUMNS", "read_pairs", "segment_list"]
@@ -47,8 +47,10 @@ def read_pairs(path: str | Path) -> pd.DataFrame:
     if pairs.empty:
         raise InputError(path, "lists no pair")
     repeated = sorted(set(pairs["case"][pairs["case"].duplicated()]))
-    if repeated or (pairs["case"] == "").any():
-        raise InputError(path, f"case ids must be unique and non-empty (repeated: {', '.join(repeated)})")
+    if repeated:
+        raise InputError(path, f"case ids must be unique (repeated: {', '.join(repeated)})")
+    for row, case in enumerate(pairs["case"], start=2):  # row 1 is the header
+        plain_name(case, f"{path} row {row}")  # it names the case's output files
     for column in ("t1", "t2"):
         pairs[column] = [p if Path(p).is_absolute() else str(path.parent / p) for p in pairs[column]]
     for case, scan in pairs.melt(id_vars="case", value_vars=["t1", "t2"])[["case", "value"]].itertuples(
@@ -81,6 +83,10 @@ def segment_list(
     from mslong.models import load_predictor  # imports torch
 
     listed, out = read_pairs(pairs_csv), Path(out)
+    check_not_input(out / "summary.csv", "--out", (pairs_csv,))
+    for case, t1, t2 in listed.itertuples(index=False):
+        for target in (out / f"{case}.nii.gz", sibling_path(out / f"{case}.nii.gz", "_lesions.csv")):
+            check_not_input(target, "--out", (t1, t2, pairs_csv))
     pairs = select_items(list(listed.itertuples(index=False)), cases, shard, key=lambda pair: pair.case)
     submits = cluster is not None and cluster.submits
     # A submitter only checks the models, on the CPU: its tasks load them on their own devices.

@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import argparse
 import functools
+import math
+import os
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -15,6 +18,11 @@ from mslong.options import DemoOptions
 from runtime.arguments import defaults_from
 from runtime.cluster import add_cluster_arguments, cluster_options
 from runtime.errors import InputError, cli_entry
+from runtime.files import check_fresh, check_output, check_writable, sibling_path
+from slicer.io import check_voxel_size
+
+# The subtraction baseline's z threshold: a brightening this many robust deviations above the brain's.
+MAX_Z = 50.0
 
 __all__ = ["main", "build_parser"]
 
@@ -70,10 +78,16 @@ def _segment(args: argparse.Namespace) -> None:
     from mslong.segment import segment_patient
 
     result = segment_patient(args.time01, args.time02, args.output, args.weights, **_segment_options(args))
+    wall = time.perf_counter() - start
     print(
         f"mslong segment: {result.new_lesions} new lesions ({result.new_lesion_voxels} voxels) by "
-        f"{' + '.join(result.models)} -> {result.out} ({time.perf_counter() - start:.1f} s)"
+        f"{' + '.join(result.models)} -> {result.out} ({wall:.1f} s)"
     )
+    if args.profile:
+        from runtime.timing import format_stages
+
+        stages = {**result.seconds, "other (imports)": wall - sum(result.seconds.values())}
+        print(format_stages(stages, wall))
 
 
 def _check_segment_inputs(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
@@ -81,10 +95,48 @@ def _check_segment_inputs(parser: argparse.ArgumentParser, args: argparse.Namesp
     if args.list is not None:
         if any(v is not None for v in one) or args.out is None:
             parser.error("--list takes --out DIR, not -t1/-t2/-o")
-    elif None in one or args.out is not None:
+        if args.profile:
+            raise InputError(
+                "--profile", "times one patient; with --list, summary.csv has each case's seconds"
+            )
+        check_writable(args.out / "summary.csv", "--out")
+        return
+    if None in one or args.out is not None:
         parser.error("give -t1, -t2 and -o (one patient), or --list pairs.csv --out DIR (many)")
-    elif hasattr(args, "executor") or hasattr(args, "shard") or args.cases:
+    if hasattr(args, "executor") or hasattr(args, "shard") or args.cases:
         raise InputError("--executor/--shard/--cases", "share out a --list of pairs, not one patient")
+    if args.time01.exists() and args.time02.exists() and os.path.samefile(args.time01, args.time02):
+        raise InputError("-t2", f"{args.time02} is the same file as -t1: a scan has no change against itself")
+    inputs = (args.time01, args.time02, args.brain_mask_file, *args.weights)
+    check_output(args.output, "-o", inputs, args.overwrite, suffixes=(".nii.gz", ".nii"))
+    siblings = [sibling_path(args.output, "_lesions.csv")]
+    siblings += [sibling_path(args.output, "_prob.nii.gz")] if getattr(args, "save_prob", False) else []
+    check_fresh(siblings, "-o", args.overwrite)
+
+
+def _check_segment_options(args: argparse.Namespace) -> None:
+    """Refuse, before any work, values out of range and options the chosen mode ignores."""
+    if hasattr(args, "spacing"):
+        check_voxel_size(args.spacing, "--spacing")
+    if hasattr(args, "batch") and args.batch < 1:
+        raise InputError("--batch", f"must be 1 or more, got {args.batch}")
+    if hasattr(args, "baseline_z") and not (math.isfinite(args.baseline_z) and 0 < args.baseline_z <= MAX_Z):
+        raise InputError(
+            "--baseline-z", f"must be a z-score above 0 and at most {MAX_Z:g}, got {args.baseline_z}"
+        )
+    if args.weights and hasattr(args, "baseline_z"):
+        raise InputError("--baseline-z", "sets the subtraction baseline, which runs only without --weights")
+    if not args.weights:
+        for dest, flag in (("threshold", "--threshold"), ("min_votes", "--min-votes"), ("vote", "--vote")):
+            if hasattr(args, dest):
+                raise InputError(
+                    flag, "votes the networks' views: give --weights (the baseline takes --baseline-z)"
+                )
+        mode = getattr(args, "brain_mask_mode", "auto")
+        given_mask = mode in ("dataset", "none") or (mode == "auto" and args.brain_mask_file is not None)
+        if hasattr(args, "device") and given_mask:
+            print("warning: --device has no effect: without --weights only a computed brain mask runs a network",
+                  file=sys.stderr)  # fmt: skip
 
 
 def _demo(args: argparse.Namespace) -> None:
@@ -128,7 +180,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--overwrite",
         action="store_true",
         default=False,
-        help="with --list: redo cases made with other weights or settings",
+        help="replace an existing -o mask (refused otherwise); with --list: redo cases made with other "
+        "weights or settings (finished cases made with the same ones are kept)",
     )
     segment.add_argument(
         "--weights",
@@ -168,6 +221,9 @@ def build_parser() -> argparse.ArgumentParser:
     segment.add_argument(
         "--cases", nargs="+", default=(), help="with --list: only these cases (summary.csv waits for all)"
     )
+    segment.add_argument(
+        "--profile", action="store_true", default=False, help="print the seconds of each stage (one patient)"
+    )
     add_cluster_arguments(segment)
     segment.set_defaults(run=_segment)
 
@@ -205,8 +261,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command == "segment":
-        _check_segment_inputs(parser, args)
         check_vote_arguments(parser, args)
+        _check_segment_options(args)
+        _check_segment_inputs(parser, args)
     args.run(args)
 
 

@@ -12,7 +12,7 @@ trained (spacing, histogram matching, brain mask: :func:`mslong.models.ensemble_
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -24,10 +24,11 @@ from tqdm import tqdm
 from fusion.baseline import BASELINE_Z, subtraction_baseline
 from fusion.metrics import Lesions
 from fusion.reassemble import folder_thresholds, reassemble_case
-from fusion.voting import VOLUME
+from fusion.voting import VOLUME, check_min_votes
 from runtime.errors import InputError
-from runtime.files import atomic_path, save_nifti
+from runtime.files import atomic_path, save_nifti, sibling_path
 from runtime.predictions import quantise_probability
+from runtime.timing import stage, timed
 from slicer.brain import brain_mask
 from slicer.geometry import AXIS_OF, ORIENTATIONS, volume_from_images
 from slicer.io import check_same_grid, load_nifti, load_volume, spacing_of
@@ -43,7 +44,6 @@ __all__ = [
     "predict_views",
     "check_same_subject",
     "lesion_table",
-    "sibling_path",
     "LESION_COLUMNS",
 ]
 
@@ -63,6 +63,7 @@ class SegmentResult:
     correlation: float  # edge correlation of t1 and the (registered) t0, as slicer.register measures it
     new_lesion_mm3: float = 0.0
     spacing: float = DEFAULT_SPACING
+    seconds: dict[str, float] = field(default_factory=dict)  # wall seconds per stage (runtime.timing)
 
 
 def _world_box(img: nib.Nifti1Image) -> tuple[np.ndarray, np.ndarray]:
@@ -92,27 +93,37 @@ def predict_views(
     a 3D model gives one view, of orientation :data:`fusion.voting.VOLUME`."""
     views = []
     for predictor in predictors:
-        if predictor.predict_volume is not None:
-            views.append((VOLUME, predictor.predict_volume(prepared)))
-            continue
-        for orientation in ORIENTATIONS:
-            count = prepared.geometry.shape[AXIS_OF[orientation]]
-            images = (
-                slice_channels(prepared, orientation, index, predictor.recipe, predictor.context)
-                for index in range(count)
-            )
-            probs = tqdm(
-                predictor.predict(images, batch=batch),
-                total=count,
-                desc=f"{predictor.name} {orientation}",
-                unit="slice",
-                leave=False,
-            )
-            # Rounded as the prediction PNGs are, so that decisions equal reassemble's on files.
-            slices = {index: quantise_probability(prob) for index, prob in enumerate(probs)}
-            volume = volume_from_images(slices, orientation, prepared.geometry.shape, np.float32)
-            views.append((orientation, volume))
+        with stage(f"model {predictor.name}"):
+            views += _model_views(prepared, predictor, batch)
     return views
+
+
+def _model_views(prepared: PreparedCase, predictor: Predictor, batch: int) -> list[tuple[str, np.ndarray]]:
+    if predictor.predict_volume is not None:
+        return [(VOLUME, predictor.predict_volume(prepared))]
+    views = []
+    for orientation in ORIENTATIONS:
+        count = prepared.geometry.shape[AXIS_OF[orientation]]
+        images = (
+            slice_channels(prepared, orientation, index, predictor.recipe, predictor.context)
+            for index in range(count)
+        )
+        probs = tqdm(
+            predictor.predict(images, batch=batch),
+            total=count,
+            desc=f"{predictor.name} {orientation}",
+            unit="slice",
+            leave=False,
+        )
+        # Rounded as the prediction PNGs are, so that decisions equal reassemble's on files.
+        slices = {index: quantise_probability(prob) for index, prob in enumerate(probs)}
+        volume = volume_from_images(slices, orientation, prepared.geometry.shape, np.float32)
+        views.append((orientation, volume))
+    return views
+
+
+def _planes(predictor: Predictor) -> tuple[str, ...]:
+    return (VOLUME,) if predictor.predict_volume is not None else ORIENTATIONS
 
 
 def segment_patient(
@@ -150,62 +161,85 @@ def segment_patient(
     """
     from mslong.models import ensemble_settings, load_predictor  # imports torch: only when segmenting
 
-    if predictors is None:
-        predictors = [load_predictor(path, device=device) for path in weights]
-    trained = ensemble_settings(predictors)
-    spacing = spacing or trained.get("spacing") or DEFAULT_SPACING
-    brain_mask_mode = brain_mask_mode or trained.get("brain_mask") or "auto"
-    t0, t0_img = load_volume(time01)
-    t1, t1_img = load_volume(time02)
-    check_same_subject(t0_img, t1_img, time01, time02)
-    if brain_mask_file is not None:
-        check_same_grid(load_nifti(brain_mask_file), t1_img, brain_mask_file, time02)
-    brain, _ = brain_mask(
-        brain_mask_mode, t1, t1_img.affine, brain_mask_file, scan=time02, device=device or "cpu"
-    )
-    own = [predictor.threshold for predictor in predictors]
-    per_model = (
-        folder_thresholds(own if threshold is None else threshold, len(predictors)) if predictors else []
-    )
-    try:
-        prepared = prepare_case(
-            t1,
-            t1_img,
-            t0,
-            t0_img,
-            brain=brain,
-            spacing=spacing,
-            register=register,
-            match_histograms=bool(trained.get("match_histograms", False)),
-            source=time02,
-        )
-    except RegistrationError as error:
-        # Registration refuses pairs whose edges do not correlate: often two different subjects.
-        raise InputError(time01, f"cannot be aligned with {Path(time02).name}: {error}") from None
-    planes = None
-    if predictors:
-        planes, views = zip(*predict_views(prepared, predictors, batch=batch), strict=True)
-        per_view = [1 if p.predict_volume is not None else len(ORIENTATIONS) for p in predictors]
-        threshold = [t for t, n in zip(per_model, per_view, strict=True) for _ in range(n)]
-    else:  # one view, nothing to vote on
-        views = [
-            subtraction_baseline(
-                prepared.normalised["t1n"], prepared.normalised["t0n"], spacing, baseline_z, head=prepared.roi
+    with timed() as seconds:
+        if predictors is None:
+            with stage("load models"):
+                predictors = [load_predictor(path, device=device) for path in weights]
+        check_min_votes(min_votes, vote, [plane for p in predictors for plane in _planes(p)])
+        trained = ensemble_settings(predictors)
+        spacing = spacing or trained.get("spacing") or DEFAULT_SPACING
+        brain_mask_mode = brain_mask_mode or trained.get("brain_mask") or "auto"
+        with stage("read"):
+            t0, t0_img = load_volume(time01)
+            t1, t1_img = load_volume(time02)
+            check_same_subject(t0_img, t1_img, time01, time02)
+            if brain_mask_file is not None:
+                check_same_grid(load_nifti(brain_mask_file), t1_img, brain_mask_file, time02)
+        with stage("brain mask"):
+            brain, _ = brain_mask(
+                brain_mask_mode, t1, t1_img.affine, brain_mask_file, scan=time02, device=device or "cpu"
             )
-        ]
-        vote, threshold = "none", 0.5
-    baseline = None if keep_existing else (prepared.volumes["t0"], prepared.volumes["t1"])
-    mask, prob = reassemble_case(
-        prepared.geometry, views, vote, min_votes, threshold, min_size_mm3, baseline, planes, roi=prepared.roi
-    )
-    table = lesion_table(mask, prob, t1_img.affine)
-    save_nifti(mask.astype(np.uint8), t1_img.affine, out, header=t1_img.header)
-    with atomic_path(sibling_path(out, "_lesions.csv")) as tmp:
-        table.to_csv(tmp, index=False)
-    if save_prob:
-        save_nifti(
-            prob.astype(np.float32), t1_img.affine, sibling_path(out, "_prob.nii.gz"), header=t1_img.header
+        own = [predictor.threshold for predictor in predictors]
+        per_model = (
+            folder_thresholds(own if threshold is None else threshold, len(predictors)) if predictors else []
         )
+        try:
+            prepared = prepare_case(
+                t1,
+                t1_img,
+                t0,
+                t0_img,
+                brain=brain,
+                spacing=spacing,
+                register=register,
+                match_histograms=bool(trained.get("match_histograms", False)),
+                source=time02,
+            )
+        except RegistrationError as error:
+            # Registration refuses pairs whose edges do not correlate: often two different subjects.
+            raise InputError(time01, f"cannot be aligned with {Path(time02).name}: {error}") from None
+        planes = None
+        if predictors:
+            planes, views = zip(*predict_views(prepared, predictors, batch=batch), strict=True)
+            per_view = [len(_planes(p)) for p in predictors]
+            threshold = [t for t, n in zip(per_model, per_view, strict=True) for _ in range(n)]
+        else:  # one view, nothing to vote on
+            with stage("subtraction baseline"):
+                views = [
+                    subtraction_baseline(
+                        prepared.normalised["t1n"],
+                        prepared.normalised["t0n"],
+                        spacing,
+                        baseline_z,
+                        head=prepared.roi,
+                    )
+                ]
+            vote, threshold = "none", 0.5
+        baseline = None if keep_existing else (prepared.volumes["t0"], prepared.volumes["t1"])
+        with stage("fusion"):
+            mask, prob = reassemble_case(
+                prepared.geometry,
+                views,
+                vote,
+                min_votes,
+                threshold,
+                min_size_mm3,
+                baseline,
+                planes,
+                roi=prepared.roi,
+            )
+        with stage("writing"):
+            table = lesion_table(mask, prob, t1_img.affine)
+            save_nifti(mask.astype(np.uint8), t1_img.affine, out, header=t1_img.header)
+            with atomic_path(sibling_path(out, "_lesions.csv")) as tmp:
+                table.to_csv(tmp, index=False)
+            if save_prob:
+                save_nifti(
+                    prob.astype(np.float32),
+                    t1_img.affine,
+                    sibling_path(out, "_prob.nii.gz"),
+                    header=t1_img.header,
+                )
     return SegmentResult(
         out=Path(out),
         new_lesion_voxels=int(mask.sum()),
@@ -214,6 +248,7 @@ def segment_patient(
         correlation=prepared.registration.correlation if prepared.registration else float("nan"),
         new_lesion_mm3=float(table["volume_mm3"].sum()),
         spacing=spacing,
+        seconds=seconds,
     )
 
 
@@ -226,9 +261,3 @@ def lesion_table(mask: np.ndarray, prob: np.ndarray, affine: np.ndarray) -> pd.D
     sums = np.bincount(labels, weights=prob.reshape(-1), minlength=lesions.n + 1)[1:]
     rows["mean_probability"] = sums / np.maximum(lesions.sizes[1:], 1)
     return rows
-
-
-def sibling_path(out: Path, suffix: str) -> Path:
-    """``seg.nii.gz`` -> ``seg<suffix>`` beside it (e.g. ``seg_lesions.csv``)."""
-    name = Path(out).name.removesuffix(".gz").removesuffix(".nii")
-    return Path(out).with_name(f"{name}{suffix}")

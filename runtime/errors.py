@@ -1,11 +1,14 @@
 """User-facing errors: one line that names the file and the problem, exit status 2.
 
 Every command line of the toolkit wraps its work in :func:`exit_on_input_error`, so a
-bad file never produces a traceback, only ``error: <file>: <problem>``.
+bad file never produces a traceback, only ``error: <file>: <problem>``. The file system's own
+refusals (disk full, read-only folder, a folder where a file should go) end the same way:
+they are the user's to fix, not a bug to trace.
 """
 
 from __future__ import annotations
 
+import errno
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -17,6 +20,22 @@ __all__ = ["InputError", "exit_on_input_error", "cli_entry"]
 
 EXIT_BAD_INPUT = 2
 F = TypeVar("F", bound=Callable[..., object])
+# What the file system answers about a path the user chose (not a bug of ours).
+FILE_SYSTEM_ERRORS = frozenset(
+    {
+        errno.ENOSPC,
+        errno.EDQUOT,
+        errno.EACCES,
+        errno.EPERM,
+        errno.EROFS,
+        errno.EISDIR,
+        errno.ENOTDIR,
+        errno.EEXIST,
+        errno.ENAMETOOLONG,
+        errno.ENOENT,
+        errno.EIO,
+    }
+)
 
 
 class InputError(Exception):
@@ -38,11 +57,17 @@ class InputError(Exception):
 
 @contextmanager
 def exit_on_input_error() -> Iterator[None]:
-    """Turn :class:`InputError` into a one-line message on stderr and exit status 2."""
+    """Turn :class:`InputError`, and the file system's refusals, into a one-line message on
+    stderr and exit status 2."""
     try:
         yield
     except InputError as error:
         print(f"error: {error}", file=sys.stderr)
+        raise SystemExit(EXIT_BAD_INPUT) from None
+    except OSError as error:
+        if error.errno not in FILE_SYSTEM_ERRORS:
+            raise
+        print(f"error: {error.filename or 'output'}: {error.strerror}", file=sys.stderr)
         raise SystemExit(EXIT_BAD_INPUT) from None
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import csv
 import os
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from typing import Any
 import yaml
 
 from runtime.errors import InputError
+from runtime.files import plain_name
 from slicer.io import check_same_grid, load_nifti
 
 __all__ = ["Case", "DatasetSpec", "default_registry_path", "load_registry", "load_dataset", "check_case"]
@@ -153,10 +155,16 @@ def _read_metadata(spec: DatasetSpec) -> dict[str, dict[str, str]]:
     path = spec.root / spec.metadata
     if not path.is_file():
         return {}
-    with path.open(newline="") as handle:
-        rows = list(csv.DictReader(handle))
+    try:
+        with path.open(newline="", encoding="utf-8") as handle:
+            rows = list(csv.DictReader(handle))
+    except (UnicodeDecodeError, csv.Error) as error:
+        raise InputError(path, f"is not a text CSV ({type(error).__name__})") from None
     if rows and "case" not in rows[0]:
         raise InputError(path, "metadata CSV needs a 'case' column")
+    repeated = sorted(case for case, n in Counter(row["case"] for row in rows).items() if n > 1)
+    if repeated:
+        raise InputError(path, f"case id(s) listed more than once: {', '.join(repeated[:5])}")
     return {row["case"]: row for row in rows}
 
 
@@ -187,7 +195,7 @@ def _make_case(spec: DatasetSpec, fields: dict[str, str], meta: dict[str, str]) 
             spec.source, f"case '{fields['case']}' has split '{split}', expected one of {SPLITS}"
         )
     return Case(
-        id=fields["case"],
+        id=plain_name(fields["case"], spec.root / spec.t1.format(**fields)),
         t1=spec.root / spec.t1.format(**fields),
         t0=_resolve(spec, spec.t0, fields, required=True),
         consensus=_resolve(spec, spec.consensus, fields, required=True),

@@ -45,7 +45,7 @@ from tqdm import tqdm
 
 from runtime.cluster import ClusterOptions, Shard, run_array, select_items
 from runtime.errors import InputError
-from runtime.files import atomic_path
+from runtime.files import atomic_path, check_not_input, new_folders
 from simulation.evolution import simulate_evolution
 from slicer.brain import brain_mask
 from slicer.dataset_yaml import channel_names, write_export_yaml, write_train_listing
@@ -68,6 +68,7 @@ __all__ = [
     "EVOLUTION_DRIFT",
 ]
 
+KINDS = ("images", "labels", "masks")  # the export's per-slice folders, each with a folder per split
 EVOLUTION_DRIFT = 0.02  # --simulate-evolution: a pseudo baseline drifts by up to 2 % in intensity
 
 
@@ -296,6 +297,31 @@ def _run(
     return results
 
 
+def _export_cases(
+    cases: list[Case], splits: dict[str, str], options: ExportOptions
+) -> tuple[dict[str, pd.DataFrame], dict[str, str]]:
+    """Each case's manifest rows (finished ones read back), and why cases were left out; a run
+    that exports no case at all is refused."""
+    out, tables, todo = Path(options.out), {}, []
+    for case in cases:
+        done = None if options.overwrite else _finished(out, case, options.settings(splits[case.id]))
+        if done is None:
+            todo.append((case, splits[case.id]))
+        else:
+            tables[case.id] = done
+    failed = {}
+    for case_id, table, problem in _run(todo, options):
+        if problem is None:
+            tables[case_id] = table
+        else:
+            failed[case_id] = problem
+            print(f"slicer export: case {case_id} left out: {problem}")
+    if failed and not tables:
+        case_id, problem = next(iter(failed.items()))
+        raise InputError(out, f"no case exported ({len(failed)} left out; {case_id}: {problem})")
+    return tables, failed
+
+
 def export_dataset(
     options: ExportOptions, shard: Shard | None = None, cluster: ClusterOptions | None = None
 ) -> ExportSummary:
@@ -305,28 +331,15 @@ def export_dataset(
     cases, splits = select_cases(options)
     cases = select_items(cases, options.cases, shard, key=lambda case: case.id)
     out = Path(options.out)
+    check_not_input(out, "--out", [options.root])
     exported = 0  # by the cluster's tasks: every case is then finished, and skipped below
     if cluster is not None and cluster.submits:
         shares = run_array(cluster, export_dataset, len(cases), options=options)
         exported, options = sum(s.cases - s.skipped for s in shares), replace(options, overwrite=False)
-    for split in {"train", "val", *splits.values()}:
-        for kind in ("images", "labels", "masks"):
-            (out / kind / split).mkdir(parents=True, exist_ok=True)
-    tables, todo = {}, []
-    for case in cases:
-        done = None if options.overwrite else _finished(out, case, options.settings(splits[case.id]))
-        if done is None:
-            todo.append((case, splits[case.id]))
-        else:
-            tables[case.id] = done
+    folders = [out / kind / split for split in sorted({"train", "val", *splits.values()}) for kind in KINDS]
+    with new_folders(folders):
+        tables, failed = _export_cases(cases, splits, options)
     skipped = len(tables) - exported
-    failed = {}
-    for case_id, table, problem in _run(todo, options):
-        if problem is None:
-            tables[case_id] = table
-        else:
-            failed[case_id] = problem
-            print(f"slicer export: case {case_id} left out: {problem}")
     manifest = pd.concat([tables[c.id] for c in cases if c.id in tables] or [empty_manifest()])
     return ExportSummary(
         cases=len(tables),

@@ -22,6 +22,7 @@ from slicer.brain import BRAIN_MASK_MODES
 from slicer.dataset_yaml import EXPORT_KEYS
 from slicer.datasets import SPLITS
 from slicer.geometry import ORIENTATIONS
+from slicer.io import check_voxel_size
 from slicer.prepare import SOURCES
 from slicer.register import METHODS
 
@@ -69,8 +70,8 @@ class ExportOptions:
 
     def check(self) -> None:
         """Raise :class:`InputError` naming the option at fault."""
+        check_voxel_size(self.spacing, "--spacing")
         problems = {
-            "--spacing": None if self.spacing > 0 else "must be positive",
             "--orientations": None
             if self.orientations and set(self.orientations) <= set(ORIENTATIONS)
             else f"use {ORIENTATIONS}",

@@ -16,6 +16,8 @@ import numpy as np
 from runtime.errors import InputError
 
 __all__ = [
+    "VOXEL_MM",
+    "check_voxel_size",
     "load_nifti",
     "load_volume",
     "load_mask",
@@ -25,6 +27,26 @@ __all__ = [
 
 # Two grids are "the same" when their affines agree to this many millimetres.
 GRID_TOLERANCE_MM = 1e-3
+# Voxel sizes an MRI has (mm): finer is a microscope, coarser is not an image of a brain. Scans and
+# spacing options outside are refused before anything is allocated for them.
+VOXEL_MM = (0.05, 20.0)
+
+
+def check_voxel_size(sizes: float | np.ndarray, source: str | Path) -> None:
+    """Refuse voxel sizes that are not finite or outside :data:`VOXEL_MM`.
+
+    >>> check_voxel_size(1.0, "--spacing")
+    >>> check_voxel_size(0.0, "--spacing")
+    Traceback (most recent call last):
+    runtime.errors.InputError: --spacing: voxel size 0 mm: an MRI voxel is 0.05 to 20 mm
+    """
+    values = np.atleast_1d(np.asarray(sizes, dtype=float))
+    bad = values[~(np.isfinite(values) & (values >= VOXEL_MM[0]) & (values <= VOXEL_MM[1]))]
+    if bad.size:
+        shown = "x".join(f"{v:g}" for v in values)
+        raise InputError(
+            source, f"voxel size {shown} mm: an MRI voxel is {VOXEL_MM[0]:g} to {VOXEL_MM[1]:g} mm"
+        )
 
 
 def load_nifti(path: str | Path) -> nib.Nifti1Image:
@@ -49,6 +71,7 @@ def load_nifti(path: str | Path) -> nib.Nifti1Image:
         raise InputError(path, "is empty (a zero-length axis)")
     if not np.all(np.isfinite(img.affine)):
         raise InputError(path, "has a non-finite affine")
+    check_voxel_size(spacing_of(img.affine), path)
     return img
 
 

@@ -24,6 +24,7 @@ import nibabel as nib
 import numpy as np
 
 from runtime.lesions import bounding_box
+from runtime.timing import stage
 from slicer.brain import acquired, check_joint_fov
 from slicer.geometry import AXIS_OF, CaseGeometry, slice_image
 from slicer.normalise import (
@@ -137,30 +138,35 @@ def prepare_case(
         slicer.register.RegistrationError: registration failed (the caller decides what to skip).
         InputError: the scans' joint field of view covers under half the brain.
     """
-    head_original = head_mask(t1)
-    region = head_original if brain is None else brain.astype(bool)
-    registration, joint = None, acquired(t1)
-    if t0 is not None and t0_img is not None:
-        t0, registration, t0_seen = register_t0(
-            t1, t1_img, t0, t0_img, register, seed=seed, mask=head_original
-        )
-        joint &= t0_seen
+    with stage("registration"):
+        head_original = head_mask(t1)
+        region = head_original if brain is None else brain.astype(bool)
+        registration, joint = None, acquired(t1)
+        if t0 is not None and t0_img is not None:
+            t0, registration, t0_seen = register_t0(
+                t1, t1_img, t0, t0_img, register, seed=seed, mask=head_original
+            )
+            joint &= t0_seen
     share = check_joint_fov(region, joint, Path(source))
-    geometry = _crop_geometry(t1_img, region, spacing)
-    head = geometry.to_export(head_original.astype(np.uint8), order=0) > 0
-    fov = geometry.to_export(joint.astype(np.uint8), order=0) > 0
-    roi = (geometry.to_export(region.astype(np.uint8), order=0) > 0) & fov
-    normalised = {"t1n": robust_rescale(geometry.to_export(t1, order=1), roi)}
-    volumes = {"t1": to_uint8(normalised["t1n"])}
-    if t0 is not None:
-        t0n = robust_rescale(geometry.to_export(t0, order=1), roi)
-        if match_histograms:
-            t0n = np.clip(match_to_reference(t0n, normalised["t1n"], roi), 0.0, 1.0)
-        t0n = match_local_intensity(t0n, normalised["t1n"], roi, LOCAL_MATCHING_MM / spacing)
-        t0n[~fov] = 0.0
-        normalised["t0n"] = t0n
-        volumes["t0"] = to_uint8(t0n)
-        volumes["diff"] = np.where(fov, difference_to_uint8(normalised["t1n"], t0n), NEUTRAL_DIFF)
+    with stage("resampling"):
+        geometry = _crop_geometry(t1_img, region, spacing)
+        head = geometry.to_export(head_original.astype(np.uint8), order=0) > 0
+        fov = geometry.to_export(joint.astype(np.uint8), order=0) > 0
+        roi = (geometry.to_export(region.astype(np.uint8), order=0) > 0) & fov
+        t1_export = geometry.to_export(t1, order=1)
+        t0_export = None if t0 is None else geometry.to_export(t0, order=1)
+    with stage("normalisation"):
+        normalised = {"t1n": robust_rescale(t1_export, roi)}
+        volumes = {"t1": to_uint8(normalised["t1n"])}
+        if t0_export is not None:
+            t0n = robust_rescale(t0_export, roi)
+            if match_histograms:
+                t0n = np.clip(match_to_reference(t0n, normalised["t1n"], roi), 0.0, 1.0)
+            t0n = match_local_intensity(t0n, normalised["t1n"], roi, LOCAL_MATCHING_MM / spacing)
+            t0n[~fov] = 0.0
+            normalised["t0n"] = t0n
+            volumes["t0"] = to_uint8(t0n)
+            volumes["diff"] = np.where(fov, difference_to_uint8(normalised["t1n"], t0n), NEUTRAL_DIFF)
     return PreparedCase(
         geometry=geometry,
         volumes=volumes,

@@ -123,8 +123,8 @@ def test_segment_list_loads_models_once(
     stamps = [path.stat().st_mtime_ns for path in sorted(out.glob("*.nii.gz"))]
     again = segment_list(pairs, out, [unext_weights], device="cpu", brain_mask_mode="none")
     assert again.equals(table) and stamps == [p.stat().st_mtime_ns for p in sorted(out.glob("*.nii.gz"))]
-    process = _run("--list", pairs, "--out", out, "--brain-mask", "none", "--vote", "mean")
-    _assert_one_line_error(process, "was made with other")  # the subtraction baseline, another vote
+    process = _run("--list", pairs, "--out", out, "--brain-mask", "none", "--baseline-z", "5")
+    _assert_one_line_error(process, "was made with other")  # the subtraction baseline: other settings
 
 
 def test_segment_refuses_an_ensemble_sliced_two_ways(phantom_root: Path, unext_weights: Path, tmp_path: Path):
@@ -206,3 +206,26 @@ def test_segment_threshold_per_model(phantom_root: Path, unext_weights: Path, tm
     )
     _assert_one_line_error(process, "give one threshold, or one per model (1), not 2")
     assert not out.exists()
+
+
+def test_profile_gives_the_seconds_of_every_stage(
+    phantom_root: Path, unext_weights: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+):
+    from mslong.cli import main
+
+    case = load_dataset("phantom", root=phantom_root)[0]
+    out = tmp_path / "seg.nii.gz"
+    args = ["segment", "-t1", case.t0, "-t2", case.t1, "-o", out, "--weights", unext_weights]
+    main([*map(str, args), "--brain-mask-file", str(case.brain_mask), "--profile"])
+    printed = capsys.readouterr().out
+    stages = [line.split()[0] for line in printed.splitlines()[2:]]
+    for name in ("load", "read", "brain", "registration", "resampling", "normalisation", "model", "fusion"):
+        assert name in stages, printed
+    total = float(printed.splitlines()[-1].split()[1])
+    assert total > 0 and printed.splitlines()[-1].startswith("total")
+    # The timing changes nothing: the same voxels as an untimed library call.
+    again = segment_patient(case.t0, case.t1, tmp_path / "again.nii.gz", [unext_weights],
+                            brain_mask_file=case.brain_mask)  # fmt: skip
+    assert again.seconds and np.array_equal(
+        np.asarray(nib.load(out).dataobj), np.asarray(nib.load(tmp_path / "again.nii.gz").dataobj)
+    )

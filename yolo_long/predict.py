@@ -73,8 +73,9 @@ def load_model(weights: str | Path, device: str | None = None) -> Any:
     try:
         model = YOLO(str(weights), task="segment")
     except Exception as error:  # ultralytics raises TypeError/RuntimeError/... for unreadable files
+        first = (str(error).strip().splitlines() or [""])[0]  # ultralytics' messages run over lines
         raise InputError(
-            weights, f"not a loadable ultralytics checkpoint ({type(error).__name__}: {error})"
+            weights, f"not a loadable ultralytics checkpoint ({type(error).__name__}: {first})"
         ) from None
     if device:
         model.to(device)

@@ -1,0 +1,89 @@
+"""Where one patient's time goes: ``mslong segment --profile`` on a 1 mm phantom case and a real pair.
+
+    OMP_NUM_THREADS=2 .venv/bin/python benchmarks/bench_speed.py --weights UNEXT.pt YOLO.pt \
+        [--real ../shared/data/ljubljana/longitudinal/patient01] [--work DIR] [--repeat 2]
+
+Each row runs the command a user runs, as a new process (start-up and imports included), once
+to warm the disk cache and then ``--repeat`` times; the table gives the median seconds of every
+stage (``runtime.timing``: read, brain mask, registration, resampling, normalisation, each
+model, the baseline, fusion, writing) and the wall time the process took. Inputs:
+
+- a 1 mm realistic phantom case (a head, 3 mm-thick t0 field of view: what ``make demo``
+  trains on), with the given models and without (the subtraction baseline);
+- with ``--real``, a real pair's co-registered scans (0.72 x 0.72 x 3 mm), the same two ways.
+
+The brain mask is computed (deepbet) in every row, as for a user without a mask file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from simulation.phantom import write_phantom
+
+MSLONG = str(Path(sys.executable).with_name("mslong"))
+STAGE_LINE = re.compile(r"^(?P<stage>.+?)\s+(?P<seconds>\d+\.\d)\s+\d+%$")
+
+
+def run_once(t0: Path, t1: Path, out: Path, weights: list[Path], spacing: float | None) -> dict[str, float]:
+    """One ``mslong segment --profile`` process: its stages' seconds and its wall time."""
+    command = [MSLONG, "segment", "-t1", str(t0), "-t2", str(t1), "-o", str(out), "--overwrite", "--profile"]
+    command += ["--weights", *map(str, weights)] if weights else []
+    command += ["--spacing", str(spacing)] if spacing else []
+    start = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True, check=True)
+    stages = {
+        m["stage"]: float(m["seconds"])
+        for line in done.stdout.splitlines()
+        if (m := STAGE_LINE.match(line.strip())) and m["stage"] not in ("stage", "total")
+    }
+    return {**stages, "process wall": time.perf_counter() - start}
+
+
+def profile(t0: Path, t1: Path, out: Path, weights: list[Path], spacing: float | None, repeat: int) -> dict:
+    run_once(t0, t1, out, weights, spacing)  # warm the disk cache and the kernels' first load
+    runs = [run_once(t0, t1, out, weights, spacing) for _ in range(repeat)]
+    return {key: statistics.median(run.get(key, 0.0) for run in runs) for key in runs[0]}
+
+
+def phantom_case(work: Path) -> tuple[Path, Path]:
+    root = work / "phantom_1mm"
+    write_phantom(root, cases=1, voxel=1.0, seed=0, realistic=True)
+    case = next(p for p in sorted(root.iterdir()) if p.is_dir())
+    return case / "flair_time01_on_middle_space.nii.gz", case / "flair_time02_on_middle_space.nii.gz"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--weights", type=Path, nargs="+", required=True, help="trained models (UNeXt, YOLO)")
+    parser.add_argument("--real", type=Path, help="a real pair's folder (flair_time0{1,2}_on_middle_space)")
+    parser.add_argument("--work", type=Path, default=Path("/tmp/mslong_bench_speed"))
+    parser.add_argument("--repeat", type=int, default=2)
+    args = parser.parse_args()
+    args.work.mkdir(parents=True, exist_ok=True)
+    inputs = {"phantom 1 mm": (*phantom_case(args.work), None)}
+    if args.real:
+        names = ("flair_time01_on_middle_space.nii.gz", "flair_time02_on_middle_space.nii.gz")
+        inputs[f"{args.real.name} 3 mm"] = (args.real / names[0], args.real / names[1], None)
+    columns = {}
+    for name, (t0, t1, spacing) in inputs.items():
+        for label, weights in (("baseline", []), (f"{len(args.weights)} models", args.weights)):
+            out = args.work / f"{name.replace(' ', '_')}_{label.replace(' ', '_')}.nii.gz"
+            columns[f"{name}, {label}"] = profile(t0, t1, out, weights, spacing, args.repeat)
+            print(f"done: {name}, {label}: {columns[f'{name}, {label}']['process wall']:.1f} s", flush=True)
+    table = pd.DataFrame(columns).fillna(0.0)
+    wall = table.loc[["process wall"]]
+    table = pd.concat([table.drop(index="process wall"), wall])
+    print(table.to_string(float_format=lambda v: f"{v:.1f}"))
+
+
+if __name__ == "__main__":
+    main()
