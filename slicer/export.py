@@ -18,8 +18,8 @@ the dataset YAML are written.
 >>> _ = write_phantom(root / "phantom", cases=2, voxel=4.0)
 >>> options = ExportOptions(dataset="phantom", root=root / "phantom", out=root / "export", spacing=4.0)
 >>> summary = export_dataset(options)
->>> summary.cases, summary.slices, summary.lesion_slices, summary.failed
-(2, 252, 27, {})
+>>> summary.cases, summary.skipped, summary.slices, summary.lesion_slices, summary.failed
+(2, 0, 252, 27, {})
 >>> sorted(path.name for path in (root / "export").iterdir())
 ['cases', 'images', 'labels', 'manifest.csv', 'masks', 'phantom_long.yaml', 'yolo_train.txt']
 >>> export_dataset(options).skipped  # finished cases are not exported again
@@ -299,9 +299,9 @@ def _run(
 
 def _export_cases(
     cases: list[Case], splits: dict[str, str], options: ExportOptions
-) -> tuple[dict[str, pd.DataFrame], dict[str, str]]:
-    """Each case's manifest rows (finished ones read back), and why cases were left out; a run
-    that exports no case at all is refused."""
+) -> tuple[dict[str, pd.DataFrame], dict[str, str], int]:
+    """Each case's manifest rows (finished ones read back), why cases were left out, and how many
+    were found finished; a run that exports no case at all is refused."""
     out, tables, todo = Path(options.out), {}, []
     for case in cases:
         done = None if options.overwrite else _finished(out, case, options.settings(splits[case.id]))
@@ -309,7 +309,7 @@ def _export_cases(
             todo.append((case, splits[case.id]))
         else:
             tables[case.id] = done
-    failed = {}
+    finished, failed = len(tables), {}
     for case_id, table, problem in _run(todo, options):
         if problem is None:
             tables[case_id] = table
@@ -319,7 +319,7 @@ def _export_cases(
     if failed and not tables:
         case_id, problem = next(iter(failed.items()))
         raise InputError(out, f"no case exported ({len(failed)} left out; {case_id}: {problem})")
-    return tables, failed
+    return tables, failed, finished
 
 
 def export_dataset(
@@ -338,8 +338,8 @@ def export_dataset(
         exported, options = sum(s.cases - s.skipped for s in shares), replace(options, overwrite=False)
     folders = [out / kind / split for split in sorted({"train", "val", *splits.values()}) for kind in KINDS]
     with new_folders(folders):
-        tables, failed = _export_cases(cases, splits, options)
-    skipped = len(tables) - exported
+        tables, failed, finished = _export_cases(cases, splits, options)
+    skipped = finished - exported
     manifest = pd.concat([tables[c.id] for c in cases if c.id in tables] or [empty_manifest()])
     return ExportSummary(
         cases=len(tables),
