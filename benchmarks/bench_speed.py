@@ -1,7 +1,9 @@
 """Where one patient's time goes: ``mslong segment --profile`` on a 1 mm phantom case and a real pair.
 
-    OMP_NUM_THREADS=2 .venv/bin/python benchmarks/bench_speed.py --weights UNEXT.pt YOLO.pt \
+    OMP_NUM_THREADS=2 .venv/bin/python benchmarks/bench_speed.py [--weights UNEXT.pt YOLO.pt] \
         [--real ../shared/data/ljubljana/longitudinal/patient01] [--work DIR] [--repeat 2]
+
+``--weights`` defaults to the two models ``make demo`` trains (``demo_output/runs/*/weights/best.pt``).
 
 Each row runs the command a user runs, as a new process (start-up and imports included), once
 to warm the disk cache and then ``--repeat`` times; the table gives the median seconds of every
@@ -30,6 +32,7 @@ import pandas as pd
 from simulation.phantom import write_phantom
 
 MSLONG = str(Path(sys.executable).with_name("mslong"))
+DEMO_MODELS = [Path("demo_output/runs/unext/weights/best.pt"), Path("demo_output/runs/yolo/weights/best.pt")]
 STAGE_LINE = re.compile(r"^(?P<stage>.+?)\s+(?P<seconds>\d+\.\d)\s+\d+%$")
 
 
@@ -63,11 +66,16 @@ def phantom_case(work: Path) -> tuple[Path, Path]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--weights", type=Path, nargs="+", required=True, help="trained models (UNeXt, YOLO)")
+    parser.add_argument(
+        "--weights", type=Path, nargs="+", default=DEMO_MODELS, help="trained models (UNeXt, YOLO)"
+    )
     parser.add_argument("--real", type=Path, help="a real pair's folder (flair_time0{1,2}_on_middle_space)")
     parser.add_argument("--work", type=Path, default=Path("/tmp/mslong_bench_speed"))
     parser.add_argument("--repeat", type=int, default=2)
     args = parser.parse_args()
+    missing = [str(path) for path in args.weights if not path.exists()]
+    if missing:
+        parser.error(f"no trained model at {', '.join(missing)}: run make demo first, or give --weights")
     args.work.mkdir(parents=True, exist_ok=True)
     inputs = {"phantom 1 mm": (*phantom_case(args.work), None)}
     if args.real:
