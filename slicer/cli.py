@@ -118,7 +118,11 @@ def _add_export_parser(commands: argparse._SubParsersAction) -> None:
         "--drop-empty-fraction", type=float, help="share of lesion-free training slices left out"
     )
     export.add_argument("--workers", type=int, help="cases exported in parallel")
-    export.add_argument("--overwrite", action="store_true", help="re-export finished cases")
+    export.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="re-export finished cases (default: finished cases made with the same settings are kept, other settings refused)",
+    )
     export.add_argument(
         "--cases", nargs="+", help="only these case ids (manifest.csv and the YAML wait for all)"
     )
