@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import functools
 import math
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,7 +17,7 @@ from mslong.options import DemoOptions
 from runtime.arguments import defaults_from
 from runtime.cluster import add_cluster_arguments, cluster_options
 from runtime.errors import InputError, cli_entry
-from runtime.files import check_fresh, check_output, check_writable, sibling_path
+from runtime.files import check_fresh, check_output, check_writable, same_file, sibling_path
 from slicer.io import check_voxel_size
 
 # The subtraction baseline's z threshold: a brightening this many robust deviations above the brain's.
@@ -105,7 +104,7 @@ def _check_segment_inputs(parser: argparse.ArgumentParser, args: argparse.Namesp
         parser.error("give -t1, -t2 and -o (one patient), or --list pairs.csv --out DIR (many)")
     if hasattr(args, "executor") or hasattr(args, "shard") or args.cases:
         raise InputError("--executor/--shard/--cases", "share out a --list of pairs, not one patient")
-    if args.time01.exists() and args.time02.exists() and os.path.samefile(args.time01, args.time02):
+    if same_file(args.time01, args.time02):
         raise InputError("-t2", f"{args.time02} is the same file as -t1: a scan has no change against itself")
     inputs = (args.time01, args.time02, args.brain_mask_file, *args.weights)
     check_output(args.output, "-o", inputs, args.overwrite, suffixes=(".nii.gz", ".nii"))

@@ -38,6 +38,7 @@ __all__ = [
     "check_output",
     "check_fresh",
     "check_not_input",
+    "same_file",
     "check_writable",
     "plain_name",
     "sibling_path",
@@ -77,7 +78,9 @@ def new_folders(folders: Sequence[str | Path]) -> Iterator[None]:
         raise
 
 
-def _same_file(a: Path, b: Path) -> bool:
+def same_file(a: str | Path, b: str | Path) -> bool:
+    """The same path, or the same file through links (both existing)."""
+    a, b = Path(a), Path(b)
     if a.resolve() == b.resolve():
         return True
     try:
@@ -89,7 +92,7 @@ def _same_file(a: Path, b: Path) -> bool:
 def check_not_input(path: str | Path, option: str, inputs: Sequence[str | Path | None]) -> None:
     """Refuse an output that is one of ``inputs`` (the same path, or the same file through links)."""
     for source in inputs:
-        if source is not None and _same_file(Path(path), Path(source)):
+        if source is not None and same_file(path, source):
             raise InputError(option, f"{path} is also an input ({source}): an output never replaces an input")
 
 
@@ -133,7 +136,7 @@ def check_fresh(outputs: Sequence[str | Path], option: str, overwrite: bool) -> 
     if existing and not overwrite:
         shown = ", ".join(existing[:3]) + (f" and {len(existing) - 3} more" if len(existing) > 3 else "")
         raise InputError(option, f"{shown} exist(s); pass --overwrite to replace")
-    for path in outputs:
+    for path in {Path(p).parent: p for p in outputs}.values():  # one probe per folder
         check_writable(path, option)
 
 
