@@ -39,6 +39,7 @@ cases counts a case with lesions that a method missed entirely.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -51,7 +52,9 @@ __all__ = [
     "GAMMA",
     "Lesions",
     "Matching",
+    "SIZE_BINS_MM3",
     "detected_lesions",
+    "detection_by_size",
     "dice",
     "lesion_detection",
     "match_lesions",
@@ -253,3 +256,29 @@ def score_case(gt: np.ndarray, pred: np.ndarray, spacing: Spacing) -> dict[str, 
     if np.shape(gt) != np.shape(pred):
         raise ValueError(f"shapes differ: {np.shape(gt)} and {np.shape(pred)}")
     return score_lesions(Lesions.of(gt, spacing), Lesions.of(pred, spacing), spacing)
+
+
+SIZE_BINS_MM3 = (10.0, 50.0, 200.0)  # detection by lesion size: < 10, 10-50, 50-200, > 200 mm³
+
+
+def detection_by_size(
+    reference: np.ndarray, prediction: np.ndarray, spacing: Spacing, edges: Sequence[float] = SIZE_BINS_MM3
+) -> list[dict[str, float | int | str]]:
+    """Reference lesions and how many ``prediction`` detects (MSSEG-2 rules), per size bin (mm³)."""
+    ref = Lesions.of(reference, spacing)
+    detected = match_lesions(ref, Lesions.of(prediction, spacing)).detected
+    volumes = ref.sizes[1:] * float(np.prod(spacing))
+    bins = np.digitize(volumes, edges)
+    names = (
+        [f"< {edges[0]:g}"]
+        + [f"{a:g}-{b:g}" for a, b in zip(edges[:-1], edges[1:], strict=True)]
+        + [f"> {edges[-1]:g}"]
+    )
+    return [
+        {
+            "size_mm3": name,
+            "lesions": int(np.sum(bins == index)),
+            "detected": int(np.sum(detected[bins == index])),
+        }
+        for index, name in enumerate(names)
+    ]

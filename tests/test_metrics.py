@@ -209,3 +209,21 @@ def test_lesion_precision_and_f1_by_hand() -> None:
 
 def test_dice_of_two_empty_masks_is_undefined() -> None:
     assert math.isnan(dice(np.zeros(3), np.zeros(3)))
+
+
+def test_detection_by_size_counts_each_bin():
+    from fusion.metrics import detection_by_size
+
+    reference = np.zeros((30, 30, 30), np.uint8)
+    reference[2:4, 2:4, 2:4] = 1  # 8 mm³
+    reference[10:14, 10:14, 10:14] = 1  # 64 mm³
+    reference[20:27, 20:27, 20:27] = 1  # 343 mm³
+    prediction = np.zeros_like(reference)
+    prediction[10:14, 10:14, 10:14] = 1
+    rows = detection_by_size(reference, prediction, (1.0, 1.0, 1.0))
+    assert [(r["size_mm3"], r["lesions"], r["detected"]) for r in rows] == [
+        ("< 10", 1, 0),
+        ("10-50", 0, 0),
+        ("50-200", 1, 1),
+        ("> 200", 1, 0),
+    ]
