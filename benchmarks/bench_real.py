@@ -10,6 +10,9 @@ mapped from the raw follow-up's grid into the common space with the database's
 
 - the subtraction baseline (no weights), with its phantom default z, or with z chosen on the
   other real pair (``calibrated``) or on the pseudo pairs below (``pseudo-calibrated``);
+- the baseline's candidates at a low z checked by a lesion verifier (``verified``,
+  docs/verifier.md) trained on lesions transplanted into the *other* real pair (both time
+  directions) and into 3 mm pseudo pairs of the single-time-point scans: leave one pair out;
 - UNeXt, YOLO and both, trained on the realistic phantom (a head, a shorter baseline field
   of view, 3 mm slices);
 - the same trained on the realistic phantom plus pseudo-longitudinal pairs made from the two
@@ -24,6 +27,7 @@ mapped from the raw follow-up's grid into the common space with the database's
 
     python benchmarks/bench_real.py --root ../shared/data/ljubljana
     python benchmarks/bench_real.py --root ../shared/data/ljubljana --rows baseline calibrated  # no training
+    python benchmarks/bench_real.py --root ../shared/data/ljubljana --rows baseline verified --spacing 1
     python benchmarks/bench_real.py --root ../shared/data/ljubljana --rows pseudo --models yolo --pseudo-draws 4 --yolo-epochs 14
     python benchmarks/bench_real.py --root ../shared/data/ljubljana --rows pseudo --models yolo --pseudo-thickness 3
     python benchmarks/bench_real.py --root ../shared/data/ljubljana --rows pseudo-tuned --models yolo --pseudo-thickness 3
@@ -41,14 +45,17 @@ from __future__ import annotations
 import argparse
 import os
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 import pandas as pd
 import SimpleITK as sitk
+from scipy import ndimage
 
-from fusion.metrics import score_case
+from fusion.metrics import detection_by_size, score_case
+from fusion.verify_train import TrainingPlan, train_from_datasets
 from mslong.demo import train_models
 from mslong.options import DemoOptions
 from mslong.segment import segment_patient
@@ -58,6 +65,7 @@ from simulation.phantom import write_phantom
 from simulation.phantom.acquisition import slices_per_thick, thick_affine, thicken
 from simulation.phantom.case import MASK_FRACTION
 from slicer.dataset_yaml import write_train_listing
+from slicer.datasets import load_dataset
 from slicer.export import EVOLUTION_DRIFT, ExportOptions, case_seed, export_dataset
 from slicer.io import load_mask, load_volume, spacing_of
 from slicer.manifest import read_manifest
@@ -69,7 +77,17 @@ INPUTS = {
     "co-registered": ("flair_time01_on_middle_space.nii.gz", "flair_time02_on_middle_space.nii.gz"),
     "raw": ("raw/study1_FLAIR.nii.gz", "raw/study2_FLAIR.nii.gz"),
 }
-ROWS = ("baseline", "calibrated", "pseudo-calibrated", "phantom", "pseudo", "pseudo-tuned", "pair")
+ROWS = (
+    "baseline",
+    "verified",
+    "calibrated",
+    "pseudo-calibrated",
+    "phantom",
+    "pseudo",
+    "pseudo-tuned",
+    "pair",
+)
+VERIFIED = "Verified candidates"
 Z_GRID = (3.0, 4.0, 5.0, 6.0, 8.0)  # the calibrated row's candidate thresholds
 # The pseudo-tuned row's candidate operating points: a probability threshold for every model
 # (YOLO's probability is its instances' confidence, kept from 0.05) and the views that must agree.
@@ -114,20 +132,42 @@ def registration_error(patient: Path) -> tuple[float, float]:
 
 
 def score_pair(
-    patient: Path, source: str, weights: list[Path], out: Path, spacing: float, **setting: float
+    patient: Path,
+    source: str,
+    weights: list[Path],
+    out: Path,
+    spacing: float,
+    verifier: Path | str | None = None,
+    **setting: float,
 ) -> dict:
     """``mslong segment`` on one real pair from one input, scored in the common space.
 
-    ``setting``: the operating point, as :func:`mslong.segment.segment_patient` takes it
-    (``baseline_z``, ``threshold``, ``min_votes``); its defaults otherwise.
+    ``verifier``: without weights, the lesion verifier that checks the baseline's candidates
+    (None: the plain baseline). ``setting``: the operating point, as
+    :func:`mslong.segment.segment_patient` takes it (``baseline_z``, ``threshold``,
+    ``min_votes``); its defaults otherwise. The record's ``by_size`` lists the reference's
+    lesions and the detected ones per size bin.
     """
     t0, t1 = (patient / name for name in INPUTS[source])
     if not out.is_file():
         out.parent.mkdir(parents=True, exist_ok=True)
-        segment_patient(t0, t1, out, weights, spacing=spacing, **setting)
+        segment_patient(t0, t1, out, weights, spacing=spacing, verifier=verifier, **setting)
     reference = nib.load(patient / "ground_truth.nii.gz")
     prediction = to_common_space(out, patient) if source == "raw" else np.asarray(nib.load(out).dataobj) > 0
-    return score_case(np.asarray(reference.dataobj) > 0, prediction, spacing_of(reference.affine))
+    truth, spacing_mm = np.asarray(reference.dataobj) > 0, spacing_of(reference.affine)
+    outside = _outside_brain(prediction, patient)
+    return {**score_case(truth, prediction, spacing_mm), "lesions_outside_brain": outside,
+            "by_size": detection_by_size(truth, prediction, spacing_mm)}  # fmt: skip
+
+
+def _outside_brain(prediction: np.ndarray, patient: Path) -> int:
+    """Predicted lesions with voxels outside the dataset's brain mask (dilated by 3 voxels) or
+    outside the field of view both co-registered scans acquired (their voxels are 0 there)."""
+    allowed = ndimage.binary_dilation(load_mask(patient / "brain_mask.nii.gz")[0] > 0, iterations=3)
+    for name in INPUTS["co-registered"]:
+        allowed &= np.asarray(nib.load(patient / name).dataobj) != 0
+    labels, _ = ndimage.label(prediction)
+    return len(np.unique(labels[(labels > 0) & ~allowed]))
 
 
 def merge_exports(exports: list[Path], out: Path) -> Path:
@@ -297,18 +337,46 @@ def _calibrated_baseline(row: str, work: Path, args: argparse.Namespace) -> list
 
 
 def _scored_setting(row: str, method: str, patient: str, weights: list[Path], setting: dict[str, float],
-                    work: Path, args: argparse.Namespace) -> list[dict]:  # fmt: skip
-    """One record per input of one real pair, segmented at ``setting``."""
+                    work: Path, args: argparse.Namespace, verifier: Path | str | None = None) -> list[dict]:  # fmt: skip
+    """One record per input of one real pair, segmented at ``setting`` (or by ``verifier``)."""
     records = []
     for source in INPUTS:
         out = work / "seg" / row / method.replace(" ", "") / f"{patient}_{source}_{_label(setting)}.nii.gz"
         started = time.perf_counter()
         scores = score_pair(
-            args.root / "longitudinal" / patient, source, weights, out, args.spacing, **setting
+            args.root / "longitudinal" / patient, source, weights, out, args.spacing, verifier, **setting
         )
         records.append({"row": row, "method": method, "patient": patient, "input": source,
                         "seconds": time.perf_counter() - started, "setting": _label(setting), **scores})  # fmt: skip
     return records
+
+
+def _verified(row: str, work: Path, args: argparse.Namespace) -> list[dict]:
+    """The baseline's candidates checked by a lesion verifier trained without the scored pair: on
+    transplants into the *other* real pair and into pseudo pairs of the single-time-point scans
+    (leave one pair out; donors: those scans' lesions and the other pair's own)."""
+    records = []
+    for patient, other in (PATIENTS, PATIENTS[::-1]):
+        records += _scored_setting(
+            row, VERIFIED, patient, [], {}, work, args, _pair_verifier(other, work, args)
+        )
+    return records
+
+
+def _pair_verifier(pair: str, work: Path, args: argparse.Namespace) -> Path:
+    """A verifier trained on transplants into one real pair and into the pseudo pairs of the
+    single-time-point scans (real tissue, lesions erased at a simulated baseline, 3 mm slices)."""
+    out = work / f"verifier_{pair}.npz"
+    if not out.is_file():
+        real = [
+            case for case in load_dataset("ljubljana_long", args.root / "longitudinal") if case.id == pair
+        ]
+        pseudo = load_dataset("ljubljana_long", pseudo_root(args.root, 1, 3.0, work, args.seed), check=False)
+        pairs = tuple(real + [replace(case, brain_mask=None) for case in pseudo])
+        donors = tuple(load_dataset("ljubljana_cross", args.root / "cross_sectional"))
+        train_from_datasets(TrainingPlan(pairs, donors, out, spacing=args.spacing,
+                                         seed=args.seed, cache=work / "verifier_cache"))  # fmt: skip
+    return out
 
 
 def _tuned_networks(weights: dict[str, Path], work: Path, args: argparse.Namespace) -> list[dict]:
@@ -326,6 +394,7 @@ def _tuned_networks(weights: dict[str, Path], work: Path, args: argparse.Namespa
 
 ROW_TITLES = {
     "baseline": "",
+    "verified": "leave one pair out (trained on the other pair)",
     "calibrated": "z chosen on the other pair",
     "pseudo-calibrated": "z chosen on the pseudo pairs",
     "phantom": "trained on the realistic phantom",
@@ -333,6 +402,17 @@ ROW_TITLES = {
     "pseudo-tuned": "the same, operating point chosen on held-out pseudo pairs",
     "pair": "trained on the phantom + the other real pair",
 }
+
+
+def _by_size(table: pd.DataFrame) -> pd.DataFrame:
+    """Per method and input, ``detected / lesions`` per size bin, summed over the pairs."""
+    rows = [{"method": record.method, "input": record.input, **size}
+            for record in table.itertuples() for size in record.by_size]  # fmt: skip
+    sums = (
+        pd.DataFrame(rows).groupby(["method", "input", "size_mm3"], sort=False)[["detected", "lesions"]].sum()
+    )
+    cells = sums["detected"].astype(str) + " / " + sums["lesions"].astype(str)
+    return cells.unstack("size_mm3")
 
 
 def main() -> None:
@@ -362,6 +442,9 @@ def main() -> None:
     for row in args.rows:
         if row in ("calibrated", "pseudo-calibrated"):
             records += _calibrated_baseline(row, work, args)
+            continue
+        if row == "verified":
+            records += _verified(row, work, args)
             continue
         models: dict[str, dict[str, Path]] = {patient: {} for patient in PATIENTS}
         if row != "baseline":
@@ -394,8 +477,10 @@ def main() -> None:
     print(f"\n## Real pairs ({', '.join(PATIENTS)}), mean of the two, MSSEG-2 rules, {args.spacing} mm")
     print(mean.round(3).to_string())
     print("\n## Per patient")
-    shown = columns + ["seconds", "setting"]
+    shown = columns + ["lesions_outside_brain", "seconds", "setting"]
     print(table.set_index(["method", "patient", "input"])[shown].round(3).to_string())
+    print("\n## Sensitivity by reference lesion size, both pairs (detected / lesions)")
+    print(_by_size(table).to_string())
     print("\n## Rigid registration of the raw pairs against the database's transforms (mm over the head)")
     for patient in PATIENTS:
         median, p95 = registration_error(args.root / "longitudinal" / patient)

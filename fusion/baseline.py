@@ -41,11 +41,26 @@ import numpy as np
 from runtime.lesions import remove_small_lesions
 from slicer.normalise import brightening_z, robust_zscore
 
-__all__ = ["BASELINE_Z", "HYSTERESIS", "MIN_HYPERINTENSITY", "subtraction_baseline"]
+__all__ = [
+    "BASELINE_Z",
+    "HYSTERESIS",
+    "MIN_HYPERINTENSITY",
+    "baseline_blobs",
+    "brightening_maps",
+    "subtraction_baseline",
+]
 
 BASELINE_Z = 8.0  # the z-score threshold of a lesion's core (see above)
 HYSTERESIS = 0.5  # a lesion extends to voxels above this share of the core's threshold
 MIN_HYPERINTENSITY = 0.5  # robust standard deviations above the brain's median t1n
+
+
+def brightening_maps(
+    t1n: np.ndarray, t0n: np.ndarray, spacing: float, head: np.ndarray, sigma_mm: float = 1.5
+) -> tuple[np.ndarray, np.ndarray]:
+    """The baseline's two maps: the robust z-score of the smoothed brightening ``t1n - t0n``
+    and the follow-up's brightness (robust z-score of ``t1n``), both over ``head``."""
+    return brightening_z(t1n, t0n, head, sigma_mm / spacing), robust_zscore(t1n, head)
 
 
 def subtraction_baseline(
@@ -74,8 +89,23 @@ def subtraction_baseline(
             robust standard deviations of ``t1n`` in the brain.
     """
     head = t1n > 0 if head is None else head.astype(bool)
-    z = brightening_z(t1n, t0n, head, sigma_mm / spacing)
-    brightness = robust_zscore(t1n, head)  # of the follow-up, in the brain
+    z, brightness = brightening_maps(t1n, t0n, spacing, head, sigma_mm)
+    return baseline_blobs(
+        z, brightness, head, spacing, z_threshold, min_size_mm3, hysteresis, min_hyperintensity
+    )
+
+
+def baseline_blobs(
+    z: np.ndarray,
+    brightness: np.ndarray,
+    head: np.ndarray,
+    spacing: float,
+    z_threshold: float = BASELINE_Z,
+    min_size_mm3: float = 10.0,
+    hysteresis: float = HYSTERESIS,
+    min_hyperintensity: float = MIN_HYPERINTENSITY,
+) -> np.ndarray:
+    """Steps 2-4 of the rule on the maps of :func:`brightening_maps` (see :func:`subtraction_baseline`)."""
     extent = (z > hysteresis * z_threshold) & (brightness > 0) & head
     cores = (z > z_threshold) & (brightness > min_hyperintensity) & extent
     labels = cc3d.connected_components(np.ascontiguousarray(extent), connectivity=26)

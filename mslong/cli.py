@@ -41,6 +41,7 @@ SEGMENT_KEYWORDS = (
     "batch",
     "save_prob",
     "baseline_z",
+    "verifier",
 )
 
 
@@ -106,7 +107,8 @@ def _check_segment_inputs(parser: argparse.ArgumentParser, args: argparse.Namesp
         raise InputError("--executor/--shard/--cases", "share out a --list of pairs, not one patient")
     if same_file(args.time01, args.time02):
         raise InputError("-t2", f"{args.time02} is the same file as -t1: a scan has no change against itself")
-    inputs = (args.time01, args.time02, args.brain_mask_file, *args.weights)
+    verifier = [args.verifier] if hasattr(args, "verifier") else []
+    inputs = (args.time01, args.time02, args.brain_mask_file, *args.weights, *verifier)
     check_output(args.output, "-o", inputs, args.overwrite, suffixes=(".nii.gz", ".nii"))
     siblings = [sibling_path(args.output, "_lesions.csv")]
     siblings += [sibling_path(args.output, "_prob.nii.gz")] if getattr(args, "save_prob", False) else []
@@ -125,7 +127,10 @@ def _check_segment_options(args: argparse.Namespace) -> None:
         )
     if args.weights and hasattr(args, "baseline_z"):
         raise InputError("--baseline-z", "sets the subtraction baseline, which runs only without --weights")
-    if not args.weights:
+    if hasattr(args, "verifier") and (args.weights or hasattr(args, "baseline_z")):
+        raise InputError(
+            "--verifier", "checks the baseline's own candidates: give it without --weights, --baseline-z"
+        )
         for dest, flag in (("threshold", "--threshold"), ("min_votes", "--min-votes"), ("vote", "--vote")):
             if hasattr(args, dest):
                 raise InputError(
@@ -136,6 +141,27 @@ def _check_segment_options(args: argparse.Namespace) -> None:
         if hasattr(args, "device") and given_mask:
             print("warning: --device has no effect: without --weights only a computed brain mask runs a network",
                   file=sys.stderr)  # fmt: skip
+
+
+def _train_verifier(args: argparse.Namespace) -> None:
+    from fusion.verify_train import TrainingPlan, describe, train_from_datasets
+    from slicer.datasets import load_dataset
+
+    pairs = load_dataset(args.pairs, args.pairs_root)
+    if args.cases:
+        unknown = sorted(set(args.cases) - {case.id for case in pairs})
+        if unknown:
+            raise InputError("--cases", f"not in {args.pairs}: {', '.join(unknown)}")
+        pairs = [case for case in pairs if case.id in args.cases]
+    pairs = [case for case in pairs if case.is_longitudinal and case.consensus is not None]
+    if not pairs:
+        raise InputError("--pairs", f"{args.pairs} holds no case with t0, t1 and a consensus")
+    donors = load_dataset(args.donors, args.donors_root) if args.donors else []
+    check_output(args.out, "--out", [], args.overwrite, suffixes=(".npz",))
+    plan = TrainingPlan(tuple(pairs), tuple(case for case in donors if case.consensus is not None), args.out,
+                        args.spacing, args.draws, args.held_out, args.seed, args.cache)  # fmt: skip
+    print(describe(train_from_datasets(plan)))
+    print(f"mslong train-verifier: -> {args.out}")
 
 
 def _demo(args: argparse.Namespace) -> None:
@@ -190,6 +216,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="one or more trained models (UNeXt .pt, YOLO best.pt, an nnU-Net model folder); several "
         "form an ensemble. Without weights the subtraction baseline runs.",
     )
+    segment.add_argument(
+        "--verifier",
+        type=Path,
+        help="without --weights: the baseline proposes candidates at a low z and this lesion verifier "
+        "('mslong train-verifier') accepts or rejects each (docs/verifier.md)",
+    )
     segment.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available)")
     add_vote_arguments(segment, "weights file")
     segment.add_argument(
@@ -226,6 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_cluster_arguments(segment)
     segment.set_defaults(run=_segment)
 
+    _add_train_verifier(commands)
     defaults = DemoOptions()
     demo = commands.add_parser(
         "demo", help="run the whole pipeline on a synthetic phantom and print the results"
@@ -253,6 +286,41 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--overwrite", action="store_true", help="redo every step")
     demo.set_defaults(run=_demo)
     return parser
+
+
+def _add_train_verifier(commands: argparse._SubParsersAction) -> None:
+    train = commands.add_parser(
+        "train-verifier",
+        help="train the lesion verifier on real pairs with transplanted lesions (docs/verifier.md)",
+    )
+    train.add_argument(
+        "--pairs", required=True, help="longitudinal dataset of datasets.yaml (t0, t1, consensus)"
+    )
+    train.add_argument("--pairs-root", type=Path, help="its root folder")
+    train.add_argument("--cases", nargs="+", default=(), help="only these cases of --pairs")
+    train.add_argument(
+        "--donors", help="single-time-point dataset whose consensus lesions are transplanted too"
+    )
+    train.add_argument("--donors-root", type=Path, help="its root folder")
+    train.add_argument("--out", type=Path, required=True, help="the verifier file to write (.npz)")
+    train.add_argument("--spacing", type=float, default=1.0, help="export spacing, mm (default 1.0)")
+    train.add_argument(
+        "--draws", type=_positive, default=8, help="transplanted draws per pair that train (8)"
+    )
+    train.add_argument(
+        "--held-out", type=_positive, default=2, help="draws per pair that pick the threshold (2)"
+    )
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--cache", type=Path, help="folder of cached candidates, reused by later runs")
+    train.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    train.set_defaults(run=_train_verifier)
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
+    return value
 
 
 @cli_entry

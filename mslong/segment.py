@@ -24,6 +24,7 @@ from tqdm import tqdm
 from fusion.baseline import BASELINE_Z, subtraction_baseline
 from fusion.metrics import Lesions
 from fusion.reassemble import folder_thresholds, reassemble_case
+from fusion.verify import load_verifier, verify
 from fusion.voting import VOLUME, check_min_votes
 from runtime.errors import InputError
 from runtime.files import atomic_path, save_nifti, sibling_path
@@ -146,6 +147,8 @@ def segment_patient(
     batch: int = 16,
     save_prob: bool = False,
     baseline_z: float = BASELINE_Z,
+    verifier: Path | None = None,
+    bias_correction: str = "none",
 ) -> SegmentResult:
     """Segment the new lesions of one patient and write ``out`` on the follow-up's grid.
 
@@ -158,6 +161,11 @@ def segment_patient(
     or a mask computed by deepbet (:func:`slicer.brain.brain_mask`, ``brain_mask_mode``).
     ``spacing``, ``brain_mask_mode``: None takes the models' (their export's), else 1 mm / auto.
     ``baseline_z``: the subtraction baseline's threshold on the robust z-score of the brightening.
+    ``verifier``: without weights, the baseline proposes candidates at a low z and this trained
+    lesion verifier (its file) accepts or rejects each (:mod:`fusion.verify`); None runs the
+    plain baseline at ``baseline_z``.
+    ``bias_correction``: ``n4`` removes each scan's bias field first (measured against the
+    default in docs/results.md; see :func:`slicer.prepare.prepare_case`).
     """
     from mslong.models import ensemble_settings, load_predictor  # imports torch: only when segmenting
 
@@ -165,8 +173,14 @@ def segment_patient(
         if predictors is None:
             with stage("load models"):
                 predictors = [load_predictor(path, device=device) for path in weights]
+        checker = None
+        if verifier is not None and not predictors:
+            with stage("load models"):
+                checker = load_verifier(verifier)
+            trained = {"spacing": checker.spacing}
         check_min_votes(min_votes, vote, [plane for p in predictors for plane in _planes(p)])
-        trained = ensemble_settings(predictors)
+        if checker is None:
+            trained = ensemble_settings(predictors)
         spacing = spacing or trained.get("spacing") or DEFAULT_SPACING
         brain_mask_mode = brain_mask_mode or trained.get("brain_mask") or "auto"
         with stage("read"):
@@ -194,6 +208,7 @@ def segment_patient(
                 register=register,
                 match_histograms=bool(trained.get("match_histograms", False)),
                 source=time02,
+                bias_correction=bias_correction,
             )
         except RegistrationError as error:
             # Registration refuses pairs whose edges do not correlate: often two different subjects.
@@ -203,6 +218,14 @@ def segment_patient(
             planes, views = zip(*predict_views(prepared, predictors, batch=batch), strict=True)
             per_view = [len(_planes(p)) for p in predictors]
             threshold = [t for t, n in zip(per_model, per_view, strict=True) for _ in range(n)]
+        elif checker is not None:  # one view: each candidate's score
+            with stage("verified candidates"):
+                views = [
+                    verify(
+                        prepared.normalised["t1n"], prepared.normalised["t0n"], prepared.roi, spacing, checker
+                    )
+                ]
+            vote, threshold = "none", checker.threshold
         else:  # one view, nothing to vote on
             with stage("subtraction baseline"):
                 views = [
@@ -244,7 +267,8 @@ def segment_patient(
         out=Path(out),
         new_lesion_voxels=int(mask.sum()),
         new_lesions=len(table),
-        models=tuple(p.name for p in predictors) or ("subtraction",),
+        models=tuple(p.name for p in predictors)
+        or (("verified candidates",) if checker else ("subtraction",)),
         correlation=prepared.registration.correlation if prepared.registration else float("nan"),
         new_lesion_mm3=float(table["volume_mm3"].sum()),
         spacing=spacing,
