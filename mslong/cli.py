@@ -131,6 +131,7 @@ def _check_segment_options(args: argparse.Namespace) -> None:
         raise InputError(
             "--verifier", "checks the baseline's own candidates: give it without --weights, --baseline-z"
         )
+    if not args.weights:
         for dest, flag in (("threshold", "--threshold"), ("min_votes", "--min-votes"), ("vote", "--vote")):
             if hasattr(args, dest):
                 raise InputError(
