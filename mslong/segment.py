@@ -104,20 +104,23 @@ def _model_views(prepared: PreparedCase, predictor: Predictor, batch: int) -> li
         return [(VOLUME, predictor.predict_volume(prepared))]
     views = []
     for orientation in ORIENTATIONS:
-        count = prepared.geometry.shape[AXIS_OF[orientation]]
+        # The fusion zeroes every view outside the region of interest: a slice that misses it
+        # (the neck, the skull's top, beyond the joint field of view) needs no prediction.
+        axis = AXIS_OF[orientation]
+        indices = np.flatnonzero(prepared.roi.any(axis=tuple(a for a in range(3) if a != axis)))
         images = (
-            slice_channels(prepared, orientation, index, predictor.recipe, predictor.context)
-            for index in range(count)
+            slice_channels(prepared, orientation, int(index), predictor.recipe, predictor.context)
+            for index in indices
         )
         probs = tqdm(
             predictor.predict(images, batch=batch),
-            total=count,
+            total=len(indices),
             desc=f"{predictor.name} {orientation}",
             unit="slice",
             leave=False,
         )
         # Rounded as the prediction PNGs are, so that decisions equal reassemble's on files.
-        slices = {index: quantise_probability(prob) for index, prob in enumerate(probs)}
+        slices = {int(index): quantise_probability(prob) for index, prob in zip(indices, probs, strict=True)}
         volume = volume_from_images(slices, orientation, prepared.geometry.shape, np.float32)
         views.append((orientation, volume))
     return views
