@@ -11,7 +11,7 @@ Each training pair gives, per draw (:func:`drawn_cases`):
 Every draw is prepared exactly as ``mslong segment`` prepares a pair (:func:`slicer.prepare.prepare_case`),
 the candidate stage runs on it and each candidate is labelled by whether it touches a labelled
 lesion (:func:`case_examples`). Examples are cached per drawn case, so that a second model over
-the same pairs (a leave-one-pair-out benchmark, then the shipped model) costs training only.
+the same pairs (one per left-out pair, then one over all of them) costs the trees only.
 The operating point is the threshold with the best lesion F1 on examples of held-out draws.
 """
 
@@ -38,7 +38,7 @@ from slicer.io import load_mask, load_volume, spacing_of
 from slicer.prepare import prepare_case
 
 __all__ = ["Pair", "Examples", "read_pair", "donors_of", "drawn_cases", "case_examples", "pair_examples",
-           "choose_candidate_z", "train_verifier", "TrainingPlan", "train_from_datasets"]  # fmt: skip
+           "choose_candidate_z", "train_verifier", "TrainingPlan", "train_from_datasets", "describe"]  # fmt: skip
 
 TRANSPLANTS = 20  # lesions placed per drawn case
 CANDIDATE_GRID = (4.0, 3.0, 2.5, 2.0)  # candidate thresholds searched on a held-out draw
