@@ -35,7 +35,7 @@ from slicer.brain import compute_brain_mask
 from slicer.datasets import Case
 from slicer.export import case_seed
 from slicer.io import load_mask, load_volume, spacing_of
-from slicer.prepare import prepare_case
+from slicer.prepare import PreparedCase, prepare_case
 
 __all__ = ["Pair", "Examples", "read_pair", "donors_of", "drawn_cases", "case_examples", "pair_examples",
            "choose_candidate_z", "train_verifier", "TrainingPlan", "train_from_datasets", "describe"]  # fmt: skip
@@ -148,7 +148,16 @@ def case_examples(
     candidate_z: float = CANDIDATE_Z,
 ) -> Examples:
     """One drawn case prepared as ``mslong segment`` prepares a pair, its candidates labelled."""
-    prepared = prepare_case(t1, image, t0, image, label, brain=brain, spacing=spacing, register="none")
+    return labelled_candidates(name, _prepared(t1, t0, image, brain, label, spacing), spacing, candidate_z)
+
+
+def _prepared(t1: np.ndarray, t0: np.ndarray, image: nib.Nifti1Image, brain: np.ndarray, label: np.ndarray,
+              spacing: float) -> PreparedCase:  # fmt: skip
+    return prepare_case(t1, image, t0, image, label, brain=brain, spacing=spacing, register="none")
+
+
+def labelled_candidates(name: str, prepared: PreparedCase, spacing: float, candidate_z: float) -> Examples:
+    """The candidates of one prepared case, each a positive when it touches a labelled lesion."""
     candidates: Candidates = find_candidates(prepared.normalised["t1n"], prepared.normalised["t0n"],
                                              prepared.roi, spacing, candidate_z)  # fmt: skip
     lesions, count = label_lesions(prepared.mask, (spacing,) * 3)
@@ -196,11 +205,13 @@ def choose_candidate_z(pair: Pair, donors: Sequence[Donor], draw: int, seed: int
                        grid: Sequence[float] = CANDIDATE_GRID) -> tuple[float, dict[float, float]]:  # fmt: skip
     """The candidate threshold of ``grid`` whose candidates touch the most labelled lesions of one
     held-out draw of ``pair`` (ties: the higher threshold, fewer candidates), and each one's recall."""
-    cases = list(drawn_cases(pair, donors, [draw], seed))
+    cases = [(name, _prepared(t1, t0, pair.image, pair.brain, label, spacing))
+             for name, t1, t0, label in drawn_cases(pair, donors, [draw], seed)]  # fmt: skip
     recall = {}
     for z in grid:
-        examples = Examples.join([case_examples(name, t1, t0, pair.image, pair.brain, label, spacing, z)
-                                  for name, t1, t0, label in cases])  # fmt: skip
+        examples = Examples.join(
+            [labelled_candidates(name, prepared, spacing, z) for name, prepared in cases]
+        )
         recall[z] = lesion_scores(examples, np.ones(len(examples.target), bool))[1]
     return max(grid, key=lambda z: (recall[z], z)), recall
 
