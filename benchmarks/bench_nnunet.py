@@ -104,7 +104,11 @@ def _train_and_predict(
 
 
 def _fused(demo: Path, preds: list[Path], out: Path) -> Path:
-    reassemble(ReassembleOptions(slices=demo / "export", preds=preds, out=out, split="val", overwrite=True))
+    reassemble(
+        ReassembleOptions(
+            slices=demo / "export", preds=preds, out=out, split="val", vote="triplanar", overwrite=True
+        )
+    )
     return out
 
 

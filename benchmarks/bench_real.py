@@ -6,7 +6,9 @@ inputs: the co-registered scans (``flair_time0{1,2}_on_middle_space``, the MSSEG
 the raw scans as acquired (``raw/study{1,2}_FLAIR``: registration included; the mask is
 mapped from the raw follow-up's grid into the common space with the database's
 ``raw/study2_FLAIR_to_common_space.txt``). Every row runs ``mslong segment`` as a user would
-(brain mask computed by deepbet, triplanar vote, old lesions dropped):
+(brain mask computed by deepbet, old lesions dropped; a set of several networks is fused twice,
+every network alike (triplanar) and by the lead rule, whose evidence is each network's
+predictions of its training export's validation cases):
 
 - the subtraction baseline (no weights), with its phantom default z, or with z chosen on the
   other real pair (``calibrated``) or on the pseudo pairs below (``pseudo-calibrated``);
@@ -56,7 +58,7 @@ from scipy import ndimage
 
 from fusion.metrics import detection_by_size, score_case
 from fusion.verify_train import TrainingPlan, train_from_datasets
-from mslong.demo import train_models
+from mslong.demo import predict_split, train_models
 from mslong.options import DemoOptions
 from mslong.segment import segment_patient
 from runtime.files import save_nifti
@@ -138,12 +140,15 @@ def score_pair(
     out: Path,
     spacing: float,
     verifier: Path | str | None = None,
+    validation: list[Path] | None = None,
     **setting: float,
 ) -> dict:
     """``mslong segment`` on one real pair from one input, scored in the common space.
 
     ``verifier``: without weights, the lesion verifier that checks the baseline's candidates
-    (None: the plain baseline). ``setting``: the operating point, as
+    (None: the plain baseline). ``validation``: the models' predictions of their training
+    export's validation cases: the lead rule fuses them (None: every model votes alike,
+    triplanar). ``setting``: the operating point, as
     :func:`mslong.segment.segment_patient` takes it (``baseline_z``, ``threshold``,
     ``min_votes``); its defaults otherwise. The record's ``by_size`` lists the reference's
     lesions and the detected ones per size bin.
@@ -151,7 +156,8 @@ def score_pair(
     t0, t1 = (patient / name for name in INPUTS[source])
     if not out.is_file():
         out.parent.mkdir(parents=True, exist_ok=True)
-        segment_patient(t0, t1, out, weights, spacing=spacing, verifier=verifier, **setting)
+        segment_patient(t0, t1, out, weights, spacing=spacing, verifier=verifier, validation=validation or (),
+                        vote="lead" if validation else "triplanar", **setting)  # fmt: skip
     reference = nib.load(patient / "ground_truth.nii.gz")
     prediction = to_common_space(out, patient) if source == "raw" else np.asarray(nib.load(out).dataobj) > 0
     truth, spacing_mm = np.asarray(reference.dataobj) > 0, spacing_of(reference.affine)
@@ -287,15 +293,28 @@ def _model_sets(trained_models: set[str]) -> dict[str, tuple[str, ...]]:
     return {label: names for label, names in MODEL_SETS.items() if set(names) <= trained_models}
 
 
-def _scores(row: str, models: dict[str, dict[str, Path]], work: Path, args: argparse.Namespace) -> list[dict]:
-    """One record per (model set, patient, input); ``models`` maps a patient to its weights."""
+def _scores(row: str, models: dict[str, dict[str, Path]], work: Path, args: argparse.Namespace,
+            validation: dict[str, dict[str, Path]] | None = None) -> list[dict]:  # fmt: skip
+    """One record per (model set, patient, input); ``models`` maps a patient to its weights and
+    ``validation`` to their predictions of their export's validation cases: each set of several
+    models is then scored twice, every model alike (triplanar) and by the lead rule."""
     records = []
     sets = {BASELINE: ()} if row == "baseline" else _model_sets(set(args.models))
     for label, names in sets.items():
         for patient in PATIENTS:
             weights = [models[patient][name] for name in names]
             records += _scored_setting(row, label, patient, weights, {}, work, args)
+            if len(names) > 1 and validation:
+                folders = [validation[patient][name] for name in names]
+                records += _scored_setting(
+                    row, f"{label} lead", patient, weights, {}, work, args, None, folders
+                )
     return records
+
+
+def validated(name: str, weights: dict[str, Path], work: Path, args: argparse.Namespace) -> dict[str, Path]:
+    """The models' predictions of their training export's validation cases (the lead rule's evidence)."""
+    return predict_split(work / f"train_{name}", weights, work / f"val_{name}", device=args.device)
 
 
 def _label(setting: dict[str, float]) -> str:
@@ -337,15 +356,16 @@ def _calibrated_baseline(row: str, work: Path, args: argparse.Namespace) -> list
 
 
 def _scored_setting(row: str, method: str, patient: str, weights: list[Path], setting: dict[str, float],
-                    work: Path, args: argparse.Namespace, verifier: Path | str | None = None) -> list[dict]:  # fmt: skip
-    """One record per input of one real pair, segmented at ``setting`` (or by ``verifier``)."""
+                    work: Path, args: argparse.Namespace, verifier: Path | str | None = None,
+                    validation: list[Path] | None = None) -> list[dict]:  # fmt: skip
+    """One record per input of one real pair, segmented at ``setting`` (or by ``verifier``, or
+    fused by the lead rule on ``validation``)."""
     records = []
     for source in INPUTS:
         out = work / "seg" / row / method.replace(" ", "") / f"{patient}_{source}_{_label(setting)}.nii.gz"
         started = time.perf_counter()
-        scores = score_pair(
-            args.root / "longitudinal" / patient, source, weights, out, args.spacing, verifier, **setting
-        )
+        scores = score_pair(args.root / "longitudinal" / patient, source, weights, out, args.spacing, verifier,
+                            validation, **setting)  # fmt: skip
         records.append({"row": row, "method": method, "patient": patient, "input": source,
                         "seconds": time.perf_counter() - started, "setting": _label(setting), **scores})  # fmt: skip
     return records
@@ -447,6 +467,7 @@ def main() -> None:
             records += _verified(row, work, args)
             continue
         models: dict[str, dict[str, Path]] = {patient: {} for patient in PATIENTS}
+        validation: dict[str, dict[str, Path]] = {}
         if row != "baseline":
             phantom = phantom_export(work, args)
         if row in ("phantom", "pseudo", "pseudo-tuned"):
@@ -459,12 +480,15 @@ def main() -> None:
                 records += _tuned_networks(weights, work, args)
                 continue
             models = {patient: weights for patient in PATIENTS}
+            folders = validated(row, weights, work, args)
+            validation = {patient: folders for patient in PATIENTS}
         elif row == "pair":
             for patient, other in (PATIENTS, PATIENTS[::-1]):
                 export = real_export("ljubljana_long", single_pair_root(args.root, other, work),
                                      work / f"export_{other}", args)  # fmt: skip
                 models[patient] = trained(f"pair_{other}", [phantom, export], work, args)
-        records += _scores(row, models, work, args)
+                validation[patient] = validated(f"pair_{other}", models[patient], work, args)
+        records += _scores(row, models, work, args, validation)
     table = pd.DataFrame(records)
     table.to_csv(work / "scores.csv", index=False)
     titles = {**ROW_TITLES, "pseudo": ROW_TITLES["pseudo"] + (

@@ -34,7 +34,7 @@ import pandas as pd
 
 from fusion.baseline import subtraction_baseline
 from fusion.existing import drop_existing_lesions
-from fusion.reassemble import read_baseline, read_views
+from fusion.views import read_baseline, read_views
 from fusion.voting import VOLUME, fuse_views, lesion_votes
 from mslong.demo import prepare_data, score_folder, train_unext, training_data
 from mslong.options import DemoOptions

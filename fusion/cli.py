@@ -11,7 +11,8 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
-from fusion.voting import COUNTING_VOTES, MAX_VOTERS, VOTE_MODES
+from fusion.ensemble import FUSION_RULES
+from fusion.voting import COUNTING_VOTES, MAX_VOTERS
 from runtime.arguments import defaults_from, given_arguments
 from runtime.cluster import add_cluster_arguments, cluster_options
 from runtime.errors import cli_entry
@@ -32,7 +33,19 @@ __all__ = [
 def add_vote_arguments(parser: argparse.ArgumentParser, model: str) -> None:
     """How views become lesions, for ``reassemble`` and ``mslong segment`` alike (``model``: what
     one threshold per model is given for). Check the values with :func:`check_vote_arguments`."""
-    parser.add_argument("--vote", choices=VOTE_MODES, help="fusion rule")
+    parser.add_argument(
+        "--vote",
+        choices=FUSION_RULES,
+        help="fusion rule (default lead: the model with the best validation record leads, the others "
+        "confirm and add lesions only if as precise; triplanar: every model alike, the rule before)",
+    )
+    parser.add_argument(
+        "--validation",
+        type=Path,
+        nargs="+",
+        help=f"lead rule: one prediction folder per {model}, the same model's predictions of its export's "
+        "validation cases (default for reassemble: the --preds folders)",
+    )
     parser.add_argument(
         "--min-votes",
         type=int,

@@ -1,12 +1,9 @@
 """From per-slice probability PNGs back to one new-lesion mask per case, in the t1 grid.
 
-Layers, lowest first: :func:`read_views` (one case's PNGs -> probability volumes on the
-export grid), :func:`reassemble_case` (views -> fused mask, without the lesions already
-there at baseline (:mod:`fusion.existing`), and probability in the original grid, in
-memory; what the one-patient command uses), :func:`reassemble` (a whole export folder,
-written as ``<case>.nii.gz``). The slice <-> volume relation is the export contract's:
-:func:`slicer.geometry.volume_from_images`; the baseline and follow-up volumes that rule
-needs are read back from the exported images' t0 and t1 channels.
+Layers, lowest first: :mod:`fusion.views` (one case's PNGs -> probability volumes on the
+export grid, fused there, without the lesions already there at baseline), :func:`to_scan_grid`
+(the fused mask and probability in the scan's own grid, in memory; what the one-patient command
+uses too), :func:`reassemble` (a whole export folder, written as ``<case>.nii.gz``).
 
 An export's own mask PNGs, reassembled, give back the ground truth (the round trip is exact):
 
@@ -29,30 +26,28 @@ True
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import cv2
 import nibabel as nib
 import numpy as np
 import pandas as pd
 from scipy import ndimage
 from tqdm import tqdm
 
-from fusion.existing import drop_existing_lesions
-from fusion.sources import PredictionSource, export_volumes, open_source
-from fusion.voting import VOLUME, Vote, check_min_votes, fuse_views, operating_level
+from fusion.ensemble import LEAD, Roles
+from fusion.record import describe_roles, member_roles
+from fusion.sources import PredictionSource, open_source
+from fusion.views import fuse_case, read_baseline, read_views
+from fusion.voting import VOLUME, check_min_votes, operating_level
 from runtime.cluster import ClusterOptions, Shard, run_array, shard_of
 from runtime.devices import select_device
 from runtime.errors import InputError
 from runtime.files import check_not_input, save_nifti
 from runtime.lesions import MIN_LESION_MM3, remove_small_lesions
-from runtime.predictions import decode_probability
 from runtime.provenance import claim_folder, operating_point, read_provenance
-from slicer.geometry import AXIS_OF, ORIENTATIONS, CaseGeometry, slice_image, volume_from_images
+from slicer.geometry import AXIS_OF, ORIENTATIONS, CaseGeometry, slice_image
 from slicer.io import spacing_of
 from slicer.manifest import read_manifest
 from slicer.writer import read_roi
@@ -60,15 +55,11 @@ from slicer.writer import read_roi
 __all__ = [
     "Thresholds",
     "ReassembleOptions",
-    "read_probability_png",
-    "read_views",
-    "read_baseline",
     "folder_thresholds",
-    "reassemble_case",
+    "to_scan_grid",
     "reassemble",
 ]
 
-READ_THREADS = 4  # PNG decoding releases the GIL; a few threads hide the file system latency
 # The operating point of a prediction folder that does not say which model made it.
 DEFAULT_THRESHOLD = 0.5
 Thresholds = float | Sequence[float]
@@ -81,7 +72,9 @@ class ReassembleOptions:
     slices: Path | str
     preds: Sequence[Path | str]
     out: Path | str
-    vote: Vote = "triplanar"
+    # The members' roles from their validation records (fusion.ensemble); "triplanar" is the
+    # vote before, every member alike.
+    vote: str = LEAD
     min_votes: int | None = None  # None: half the views, rounded up (fusion.voting.default_min_votes)
     # One probability threshold for every folder, or one per folder of ``preds``; None: each
     # folder's operating point from its provenance (runtime.provenance.operating_point).
@@ -98,23 +91,9 @@ class ReassembleOptions:
     device: str | None = None
     # Read slices a PNG folder lacks as background (otherwise an incomplete folder is refused).
     fill_missing: bool = False
-
-
-def read_probability_png(path: Path, height: int, width: int) -> np.ndarray:
-    """One prediction PNG as uint8 (H, W): 8-bit single-channel and of the exported size."""
-    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if image is None:
-        raise InputError(path, "unreadable PNG")
-    if image.ndim != 2 or image.dtype != np.uint8:
-        channels = 1 if image.ndim == 2 else image.shape[2]
-        raise InputError(
-            path, f"not an 8-bit single-channel PNG ({image.dtype}, {channels} channel(s)); expected prob*255"
-        )
-    if image.shape != (height, width):
-        raise InputError(
-            path, f"size {image.shape[0]}x{image.shape[1]} differs from the exported slice {height}x{width}"
-        )
-    return image
+    # The lead rule's evidence: one prediction folder per ``preds`` entry, of the same model on
+    # the export's validation cases; empty: the ``preds`` folders themselves (fusion.record).
+    validation: Sequence[Path | str] = field(default_factory=tuple)
 
 
 def _check_rows(rows: pd.DataFrame, geometry: CaseGeometry, manifest: Path) -> None:
@@ -131,61 +110,16 @@ def _check_rows(rows: pd.DataFrame, geometry: CaseGeometry, manifest: Path) -> N
             )
 
 
-def read_views(
-    rows: pd.DataFrame, geometry: CaseGeometry, pred_dir: Path, available: set[str] | None = None
-) -> dict[str, np.ndarray]:
-    """One probability volume (float32 in [0, 1], export grid) per orientation of ``rows``.
-
-    Args:
-        rows: the manifest rows of one case.
-        geometry: that case's geometry.
-        pred_dir: folder of ``<stem>.png``; a missing slice counts as background (the caller
-            refuses an incomplete folder unless told to fill it: :meth:`PredictionSource.check`).
-        available: the PNG names in ``pred_dir`` (listed once per folder by the caller).
-    """
-    available = available if available is not None else set(os.listdir(pred_dir))
-    present = rows[(rows["stem"] + ".png").isin(available)]
-    if present.empty:
-        raise InputError(pred_dir, f"no prediction for case '{rows['case'].iloc[0]}'")
-
-    def read(row: tuple) -> np.ndarray:
-        return read_probability_png(pred_dir / f"{row.stem}.png", int(row.height), int(row.width))
-
-    with ThreadPoolExecutor(READ_THREADS) as pool:
-        images = list(pool.map(read, present.itertuples(index=False)))
-    views = {}
-    for orientation in [o for o in ORIENTATIONS if o in set(rows["orientation"])]:
-        chosen = (present["orientation"] == orientation).to_numpy()
-        indices = present["index"].to_numpy()[chosen]
-        picked = [image for image, keep in zip(images, chosen, strict=True) if keep]
-        stacked = volume_from_images(
-            dict(zip(indices.tolist(), picked, strict=True)), orientation, geometry.shape, np.uint8
-        )
-        views[orientation] = decode_probability(stacked)
-    return views
-
-
-def reassemble_case(
+def to_scan_grid(
     geometry: CaseGeometry,
-    views: Sequence[np.ndarray],
-    vote: Vote = "triplanar",
-    min_votes: int | None = None,
-    threshold: float | Sequence[float] = 0.5,
+    mask: np.ndarray,
+    prob: np.ndarray,
+    level: float,
     min_size_mm3: float = MIN_LESION_MM3,
-    baseline: tuple[np.ndarray, np.ndarray] | None = None,
-    planes: Sequence[str] | None = None,
-    roi: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Fuse export-grid views and map the result to the original t1 grid.
-
-    Args:
-        threshold: one value, or one per view (see :func:`fusion.voting.fuse_views`).
-        planes: each view's orientation: several models' views of one plane merge before
-            the vote (see :func:`fusion.voting.fuse_views`).
-        baseline: ``(t0, t1)`` on the export grid: lesions already hyperintense at baseline
-            are dropped (:func:`fusion.existing.drop_existing_lesions`); None keeps them.
-        roi: where lesions may be (the brain both scans acquired, export grid): the views
-            are zero outside it. None: everywhere.
+    """A case's fused export-grid ``mask`` and ``prob`` (:func:`fusion.views.fuse_case`) on the
+    original t1 grid; ``level`` is the fused probability's operating level
+    (:func:`fusion.voting.operating_level` of the thresholds).
 
     Returns ``(mask, prob)``: uint8 binary mask and float32 probability (linear
     interpolation), both of ``geometry.original_shape``. Where the export grid is not
@@ -193,15 +127,10 @@ def reassemble_case(
     probability is resampled first and thresholded on the scan's grid, so that a thick-slice
     or sub-millimetre scan gets smooth lesion borders rather than export-voxel blocks.
     """
-    if roi is not None:
-        views = [np.where(roi, view, np.float32(0)) for view in views]
-    mask, prob = fuse_views(views, vote, min_votes, threshold, min_size_mm3, geometry.spacing, planes)
-    if baseline is not None:
-        mask = drop_existing_lesions(mask, *baseline, spacing=geometry.spacing, inside=roi).astype(np.uint8)
     prob_original = geometry.to_original(prob, order=1)
     if geometry.is_exactly_invertible:
         return geometry.to_original(mask, order=0), prob_original
-    decided = _resampled_decision(geometry, mask.astype(bool), prob, operating_level(threshold))
+    decided = _resampled_decision(geometry, mask.astype(bool), prob, level)
     spacing = spacing_of(np.asarray(geometry.original_affine))
     return remove_small_lesions(decided, spacing, min_size_mm3).astype(np.uint8), prob_original
 
@@ -232,14 +161,6 @@ def folder_thresholds(threshold: Thresholds, folders: int, source: str = "--thre
     if not all(lowest <= t < 1.0 for t in values):
         raise InputError(source, f"thresholds must lie in {'[0' if lowest == 0 else '(0'}, 1), got {values}")
     return values
-
-
-def read_baseline(
-    export: Path, rows: pd.DataFrame, geometry: CaseGeometry
-) -> tuple[np.ndarray, np.ndarray] | None:
-    """The case's ``(t0, t1)`` export-grid volumes from its slices' centre channels (None without t0)."""
-    volumes = export_volumes(export, rows, geometry, ("t0", "t1"))
-    return None if volumes is None else (volumes["t0"], volumes["t1"])
 
 
 def _t1_header(geometry: CaseGeometry) -> nib.Nifti1Header | None:
@@ -295,12 +216,14 @@ def reassemble(
         geometries[case] = CaseGeometry.load(slices / "cases" / f"{case}.json")
         _check_rows(manifest[manifest["case"] == case], geometries[case], slices / "manifest.csv")
     check_min_votes(options.min_votes, options.vote, _planes(sources, options.orientations))
+    rule = _fusion_rule(options, sources, thresholds)
     for source in sources:
         filled = source.check(manifest, geometries, options.fill_missing)
         if filled:
             print(f"reassemble: {source.folder}: {filled} missing slices read as background (--fill-missing)")
     written = []
-    with claim_folder(out, _record(options, pred_dirs, thresholds), "*.nii.gz", options.overwrite) as keep:
+    record = _record(options, pred_dirs, thresholds, rule)
+    with claim_folder(out, record, "*.nii.gz", options.overwrite) as keep:
         if cluster is not None and cluster.submits:  # the tasks accept this claim: they make the same record
             shares = run_array(cluster, reassemble, len(cases), options=options)
             return [mask for share in shares for mask in share]
@@ -310,7 +233,7 @@ def reassemble(
             done = target.is_file() and (prob_target.is_file() or not options.save_prob)
             if not (keep and done):
                 rows = manifest[manifest["case"] == case]
-                _write_case(case, rows, geometries[case], sources, thresholds, options)
+                _write_case(case, rows, geometries[case], sources, thresholds, options, rule)
             written.append(target)
     return written
 
@@ -320,14 +243,47 @@ def _planes(sources: Sequence[PredictionSource], orientations: Sequence[str]) ->
     return [plane for source in sources for plane in ((VOLUME,) if source.volumetric else orientations)]
 
 
-def _record(options: ReassembleOptions, pred_dirs: Sequence[Path], thresholds: Sequence[float]) -> dict:
+@dataclass(frozen=True)
+class FusionRule:
+    """The rule a reassembly runs: ``vote``, and for ``lead`` the members' ``roles`` and records."""
+
+    vote: str
+    roles: Roles | None = None
+    records: tuple[dict | None, ...] = ()
+
+
+def _fusion_rule(
+    options: ReassembleOptions, sources: Sequence[PredictionSource], thresholds: Sequence[float]
+) -> FusionRule:
+    """``options.vote``; for ``lead`` with several members, their roles from their validation
+    records, or the vote before (``triplanar``) when a member has none."""
+    if options.vote != LEAD:
+        return FusionRule(options.vote)
+    if len(sources) == 1:  # a member alone leads: its own triplanar vote
+        return FusionRule("triplanar")
+    validation = [Path(p) for p in options.validation] or [source.folder for source in sources]
+    if len(validation) != len(sources):
+        raise InputError(
+            "--validation", f"give one folder per --preds folder ({len(sources)}), not {len(validation)}"
+        )
+    shas = [(read_provenance(source.folder) or {}).get("weights_sha256") for source in sources]
+    roles, records = member_roles(validation, thresholds, shas)
+    print(describe_roles(roles, records, validation, "reassemble"))
+    return FusionRule(LEAD, roles, tuple(records)) if roles else FusionRule("triplanar")
+
+
+def _record(
+    options: ReassembleOptions, pred_dirs: Sequence[Path], thresholds: Sequence[float], rule: FusionRule
+) -> dict:
     """What makes the masks of a reassembled folder (which cases, and the prob files, aside)."""
     return {
         "tool": "reassemble",
         "slices": str(Path(options.slices).resolve()),
         "preds": [{"folder": str(p.resolve()), "provenance": read_provenance(p)} for p in pred_dirs],
         "thresholds": list(thresholds),
-        "vote": options.vote,
+        "vote": rule.vote,
+        # Only for the lead rule, so that folders made by the other votes keep their record.
+        **({"roles": asdict(rule.roles), "validation": list(rule.records)} if rule.roles else {}),
         "min_votes": options.min_votes,
         "min_size_mm3": options.min_size_mm3,
         "keep_existing": options.keep_existing,
@@ -344,26 +300,21 @@ def _write_case(
     sources: Sequence[PredictionSource],
     thresholds_per_folder: Sequence[float],
     options: ReassembleOptions,
+    rule: FusionRule,
 ) -> None:
-    views, planes, thresholds = [], [], []
+    views, planes, thresholds, members = [], [], [], []
     export = Path(options.slices)
-    for source, threshold in zip(sources, thresholds_per_folder, strict=True):
+    for member, (source, threshold) in enumerate(zip(sources, thresholds_per_folder, strict=True)):
         folder_views = source.views(rows, geometry, export, read_views)
         views += folder_views.values()
         planes += folder_views.keys()
         thresholds += [threshold] * len(folder_views)
+        members += [member] * len(folder_views)
     baseline = None if options.keep_existing else read_baseline(export, rows, geometry)
-    mask, prob = reassemble_case(
-        geometry,
-        views,
-        options.vote,
-        options.min_votes,
-        thresholds,
-        options.min_size_mm3,
-        baseline,
-        planes,
-        roi=read_roi(export, geometry),
-    )
+    roi = read_roi(export, geometry)
+    fused = fuse_case(views, rule.vote, options.min_votes, thresholds, options.min_size_mm3, geometry.spacing,
+                      baseline, planes, roi, members, rule.roles)  # fmt: skip
+    mask, prob = to_scan_grid(geometry, *fused, operating_level(thresholds), options.min_size_mm3)
     affine, header = np.asarray(geometry.original_affine), _t1_header(geometry)
     out = Path(options.out)
     if options.save_prob:

@@ -3,7 +3,7 @@
 Three kinds of folder, told apart by what they hold:
 
 - a folder of probability PNGs (``unext-long predict``, ``yolo-long predict``): one view per
-  plane (:func:`fusion.reassemble.read_views`);
+  plane (:func:`fusion.views.read_views`);
 - an nnU-Net prediction folder (``nnUNetv2_predict``, with or without
   ``--save_probabilities``): one 3D view (:func:`fusion.volumes.read_nnunet_view`);
 - a trained nnU-Net model folder: loaded once, then run on each case's exported volumes,

@@ -91,6 +91,7 @@ __all__ = [
     "fuse_views",
     "lesion_votes",
     "calibrate",
+    "on_common_scale",
     "default_min_votes",
     "check_min_votes",
     "COUNTING_VOTES",
@@ -101,7 +102,8 @@ __all__ = [
 
 Vote = Literal["none", "mean", "majority", "triplanar"]
 VOTE_MODES: tuple[str, ...] = ("none", "mean", "majority", "triplanar")
-COUNTING_VOTES: tuple[str, ...] = ("majority", "triplanar")  # the modes a vote count applies to
+# The modes a vote count applies to; "lead" (fusion.ensemble) counts each member's own planes.
+COUNTING_VOTES: tuple[str, ...] = ("majority", "triplanar", "lead")
 MAX_VOTERS = 4  # three planes and a 3D view
 # The orientation of a volumetric view (a 3D network's probability volume, e.g. nnU-Net's).
 VOLUME = "3d"
@@ -154,6 +156,23 @@ def calibrate(prob: np.ndarray, threshold: float) -> np.ndarray:
     low = prob * np.float32(0.5 / threshold)
     high = np.float32(0.5) + (prob - np.float32(threshold)) * np.float32(0.5 / (1.0 - threshold))
     return np.where(prob <= threshold, low, high).astype(np.float32)
+
+
+def on_common_scale(
+    views: Sequence[np.ndarray], threshold: float | Sequence[float]
+) -> tuple[list[np.ndarray], float]:
+    """The views as float32 on one scale, and the level above which they mark a voxel.
+
+    One threshold per view maps each with :func:`calibrate` (its own threshold lands on 0.5);
+    one value, or equal values, keep the views as they are.
+    """
+    views = [np.asarray(view, dtype=np.float32) for view in views]
+    if not np.isscalar(threshold):
+        if len(threshold) != len(views):
+            raise ValueError(f"{len(threshold)} thresholds for {len(views)} views")
+        if len(set(threshold)) > 1:  # one operating point for all needs no calibration
+            views = [calibrate(view, t) for view, t in zip(views, threshold, strict=True)]
+    return views, operating_level(threshold)
 
 
 def merge_planes(views: Sequence[np.ndarray], planes: Sequence[str]) -> list[np.ndarray]:
@@ -277,13 +296,7 @@ def fuse_views(
             raise ValueError(f"unknown {name} '{value}' (choose from {', '.join(allowed)})")
     if keep not in KEEP_RULES:
         raise ValueError(f"unknown keep rule '{keep}' (choose from {', '.join(KEEP_RULES)})")
-    views = [np.asarray(view, dtype=np.float32) for view in views]
-    if not np.isscalar(threshold):
-        if len(threshold) != len(views):
-            raise ValueError(f"{len(threshold)} thresholds for {len(views)} views")
-        if len(set(threshold)) > 1:  # one operating point for all needs no calibration
-            views = [calibrate(view, t) for view, t in zip(views, threshold, strict=True)]
-    threshold = operating_level(threshold)
+    views, threshold = on_common_scale(views, threshold)
     volumetric = np.zeros(len(views), bool)
     if planes is not None:
         views = merge_planes(views, planes)

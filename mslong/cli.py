@@ -32,6 +32,7 @@ SEGMENT_KEYWORDS = (
     "vote",
     "min_votes",
     "threshold",
+    "validation",
     "min_size_mm3",
     "keep_existing",
     "spacing",
@@ -125,6 +126,11 @@ def _check_segment_options(args: argparse.Namespace) -> None:
         raise InputError(
             "--baseline-z", f"must be a z-score above 0 and at most {MAX_Z:g}, got {args.baseline_z}"
         )
+    if hasattr(args, "validation") and args.weights and len(args.validation) != len(args.weights):
+        raise InputError(
+            "--validation",
+            f"give one folder per weights file ({len(args.weights)}), not {len(args.validation)}",
+        )
     if args.weights and hasattr(args, "baseline_z"):
         raise InputError("--baseline-z", "sets the subtraction baseline, which runs only without --weights")
     if hasattr(args, "verifier") and (args.weights or hasattr(args, "baseline_z")):
@@ -132,7 +138,13 @@ def _check_segment_options(args: argparse.Namespace) -> None:
             "--verifier", "checks the baseline's own candidates: give it without --weights, --baseline-z"
         )
     if not args.weights:
-        for dest, flag in (("threshold", "--threshold"), ("min_votes", "--min-votes"), ("vote", "--vote")):
+        flags = (
+            ("threshold", "--threshold"),
+            ("min_votes", "--min-votes"),
+            ("vote", "--vote"),
+            ("validation", "--validation"),
+        )
+        for dest, flag in flags:
             if hasattr(args, dest):
                 raise InputError(
                     flag, "votes the networks' views: give --weights (the baseline takes --baseline-z)"

@@ -37,6 +37,8 @@ __all__ = [
     "train_models",
     "training_data",
     "train_unext",
+    "train_yolo",
+    "predict_split",
     "score_methods",
     "score_folder",
     "fuse_method",
@@ -74,6 +76,9 @@ METHODS = (
     Method("UNeXt triplanar", ("unext",)),
     Method("YOLO triplanar", ("yolo",)),
     Method("UNeXt + YOLO triplanar", ("unext", "yolo")),
+    # The default: roles from each model's record on these same validation patients (the demo
+    # has no third split), so the choice of leader is in-sample here (docs/results.md).
+    Method("UNeXt + YOLO lead", ("unext", "yolo"), vote="lead"),
 )
 
 
@@ -151,29 +156,32 @@ def training_data(options: DemoOptions, data: Path) -> Path:
     )
 
 
-def _train_yolo(options: DemoOptions, data: Path, runs: Path) -> Path:
+def train_yolo(options: DemoOptions, data: Path, runs: Path, name: str = "yolo") -> Path:
+    """YOLOv9t-seg-long as the demo trains it (seed ``options.seed``) into ``runs/name``; returns best.pt."""
     from ultralytics import YOLO
 
     from yolo_long.build import init_checkpoint, train_config_path
 
-    best = runs / "yolo" / "weights" / "best.pt"
+    best = runs / name / "weights" / "best.pt"
     if best.exists() and not options.overwrite:
         print(f"kept {best}")
         return best
     init = init_checkpoint("yolov9t-seg-long", "siamese", data, runs / "yolov9t-seg-long.pt", overwrite=True)
     # The cfg= file a user trains with (yolo segment train cfg=...), then this run's own choices.
-    YOLO(str(init), task="segment").train(cfg=str(train_config_path(init)), **_yolo_run_args(options, runs))
+    YOLO(str(init), task="segment").train(
+        cfg=str(train_config_path(init)), **_yolo_run_args(options, runs, name)
+    )
     return best
 
 
-def _yolo_run_args(options: DemoOptions, runs: Path) -> dict[str, object]:
+def _yolo_run_args(options: DemoOptions, runs: Path, name: str) -> dict[str, object]:
     return {
         "val": False,  # validate once, after the last epoch
         "epochs": options.yolo_epochs,
         "imgsz": options.yolo_imgsz,
         "batch": 8,
         "project": str(runs.resolve()),
-        "name": "yolo",
+        "name": name,
         "exist_ok": True,
         "device": str(select_device(options.device)),
         "workers": 0,
@@ -182,13 +190,22 @@ def _yolo_run_args(options: DemoOptions, runs: Path) -> dict[str, object]:
     }
 
 
-def _predict(options: DemoOptions, export: Path, weights: dict[str, Path], preds: Path) -> None:
+def predict_split(
+    export: Path, weights: Mapping[str, Path], preds: Path, split: str = "val", device: str | None = None
+) -> dict[str, Path]:
+    """Each model of ``weights`` (``unext``, ``yolo``...: a UNeXt, else a YOLO checkpoint)
+    predicts the slices of ``split`` into ``preds/<model>``; returns those folders."""
     from unext_long.predict import predict_folder as unext_predict
     from yolo_long.predict import predict_folder as yolo_predict
 
-    images = export / "images" / "val"
-    unext_predict(weights["unext"], images, preds / "unext", batch=16, device=options.device or "auto")
-    yolo_predict(weights["yolo"], images, preds / "yolo", batch=16, device=options.device)
+    images, folders = export / "images" / split, {}
+    for model, path in weights.items():
+        folders[model] = preds / model
+        if model.endswith("unext"):
+            unext_predict(path, images, folders[model], batch=16, device=device or "auto")
+        else:
+            yolo_predict(path, images, folders[model], batch=16, device=device)
+    return folders
 
 
 def _subtraction(options: DemoOptions, phantom: Path, out: Path, keep_existing: bool) -> None:
@@ -200,11 +217,13 @@ def _subtraction(options: DemoOptions, phantom: Path, out: Path, keep_existing: 
             segment_patient(case.t0, case.t1, target, spacing=options.voxel, keep_existing=keep_existing)
 
 
-def score_folder(pred: Path, phantom: Path, out: Path, figures: bool = False) -> dict[str, float]:
-    """The table's scores of one folder of masks against the phantom's validation consensus."""
-    val = [case.id for case in load_dataset(DATASET, root=phantom) if case.split == "val"]
+def score_folder(
+    pred: Path, phantom: Path, out: Path, figures: bool = False, split: str = "val"
+) -> dict[str, float]:
+    """The table's scores of one folder of masks against the consensus of the phantom's ``split``."""
+    cases = [case.id for case in load_dataset(DATASET, root=phantom) if case.split == split]
     table = evaluate(
-        EvaluateOptions(pred=pred, dataset=DATASET, root=phantom, out=out, cases=val, figures=figures)
+        EvaluateOptions(pred=pred, dataset=DATASET, root=phantom, out=out, cases=cases, figures=figures)
     )
     rows = table[(table["segmentation"] == PREDICTION) & (table["reference"] == CONSENSUS)]
     lesion_cases, empty_cases = rows[rows["ref_lesions"] > 0], rows[rows["ref_lesions"] == 0]
@@ -289,7 +308,7 @@ def train_models(
         weights["unext"] = train_unext(options, data, runs)
     if "yolo" in models:
         _step("train YOLOv9t-seg-long (siamese stem) with the ultralytics trainer")
-        weights["yolo"] = _train_yolo(options, data, runs)
+        weights["yolo"] = train_yolo(options, data, runs)
     return weights
 
 
@@ -298,7 +317,7 @@ def score_methods(options: DemoOptions, weights: dict[str, Path]) -> pd.DataFram
     out = options.out
     phantom, export, preds, results = (out / p for p in ("phantom", "export", "preds", "results"))
     _step("predict the validation slices")
-    _predict(options, export, weights, preds)
+    predict_split(export, weights, preds, device=options.device)
 
     _step("reassemble, vote, and the subtraction baseline")
     folders = {}

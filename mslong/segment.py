@@ -11,6 +11,7 @@ trained (spacing, histogram matching, brain mask: :func:`mslong.models.ensemble_
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,13 +23,17 @@ import pandas as pd
 from tqdm import tqdm
 
 from fusion.baseline import BASELINE_Z, subtraction_baseline
+from fusion.ensemble import LEAD, Roles
 from fusion.metrics import Lesions
-from fusion.reassemble import folder_thresholds, reassemble_case
+from fusion.reassemble import folder_thresholds, to_scan_grid
+from fusion.record import describe_roles, member_roles
 from fusion.verify import load_verifier, verify
-from fusion.voting import VOLUME, check_min_votes
+from fusion.views import fuse_case
+from fusion.voting import VOLUME, check_min_votes, operating_level
 from runtime.errors import InputError
 from runtime.files import atomic_path, save_nifti, sibling_path
 from runtime.predictions import quantise_probability
+from runtime.provenance import file_sha256
 from runtime.timing import stage, timed
 from slicer.brain import brain_mask
 from slicer.geometry import AXIS_OF, ORIENTATIONS, volume_from_images
@@ -138,9 +143,10 @@ def segment_patient(
     *,
     predictors: Sequence[Predictor] | None = None,
     device: str | None = None,
-    vote: str = "triplanar",
+    vote: str = LEAD,
     min_votes: int | None = None,
     threshold: float | Sequence[float] | None = None,
+    validation: Sequence[Path] = (),
     min_size_mm3: float = 3.0,
     keep_existing: bool = False,
     spacing: float | None = None,
@@ -158,7 +164,10 @@ def segment_patient(
     Without ``weights`` (or already loaded ``predictors``, which a batch passes to load each
     model once) the classic subtraction baseline runs instead of the networks.
     ``threshold``: None gives each model its own operating point (``Predictor.threshold``);
-    one value serves every model, or give one per weights file. Lesions already hyperintense
+    one value serves every model, or give one per weights file. ``vote`` ``lead`` gives each
+    model its role from its record on ``validation`` (one prediction folder per model, of its
+    export's validation cases: :mod:`fusion.ensemble`); without them every model votes alike
+    (``triplanar``). Lesions already hyperintense
     at baseline are dropped unless ``keep_existing`` (:mod:`fusion.existing`). Lesions are
     looked for in the brain both scans acquired: ``brain_mask_file`` (on the follow-up's grid)
     or a mask computed by deepbet (:func:`slicer.brain.brain_mask`, ``brain_mask_mode``).
@@ -200,6 +209,9 @@ def segment_patient(
         per_model = (
             folder_thresholds(own if threshold is None else threshold, len(predictors)) if predictors else []
         )
+        roles = None
+        if predictors:  # before the slow steps: a wrong --validation folder stops here
+            vote, roles = _fusion_rule(vote, predictors, per_model, validation)
         try:
             prepared = prepare_case(
                 t1,
@@ -216,11 +228,12 @@ def segment_patient(
         except RegistrationError as error:
             # Registration refuses pairs whose edges do not correlate: often two different subjects.
             raise InputError(time01, f"cannot be aligned with {Path(time02).name}: {error}") from None
-        planes = None
+        planes, members = None, None
         if predictors:
             planes, views = zip(*predict_views(prepared, predictors, batch=batch), strict=True)
             per_view = [len(_planes(p)) for p in predictors]
             threshold = [t for t, n in zip(per_model, per_view, strict=True) for _ in range(n)]
+            members = [m for m, n in enumerate(per_view) for _ in range(n)]
         elif checker is not None:  # one view: each candidate's score
             with stage("verified candidates"):
                 views = [
@@ -243,17 +256,9 @@ def segment_patient(
             vote, threshold = "none", 0.5
         baseline = None if keep_existing else (prepared.volumes["t0"], prepared.volumes["t1"])
         with stage("fusion"):
-            mask, prob = reassemble_case(
-                prepared.geometry,
-                views,
-                vote,
-                min_votes,
-                threshold,
-                min_size_mm3,
-                baseline,
-                planes,
-                roi=prepared.roi,
-            )
+            fused = fuse_case(views, vote, min_votes, threshold, min_size_mm3, prepared.geometry.spacing,
+                              baseline, planes, prepared.roi, members, roles)  # fmt: skip
+            mask, prob = to_scan_grid(prepared.geometry, *fused, operating_level(threshold), min_size_mm3)
         with stage("writing"):
             table = lesion_table(mask, prob, t1_img.affine)
             save_nifti(mask.astype(np.uint8), t1_img.affine, out, header=t1_img.header)
@@ -277,6 +282,39 @@ def segment_patient(
         spacing=spacing,
         seconds=seconds,
     )
+
+
+def _fusion_rule(
+    vote: str, predictors: Sequence[Predictor], thresholds: Sequence[float], validation: Sequence[Path]
+) -> tuple[str, Roles | None]:
+    """``vote``; for ``lead`` with several models, their roles from ``validation``, or the vote
+    before (``triplanar``: every model alike) when there is nothing to judge them by."""
+    if vote != LEAD:
+        return vote, None
+    if len(predictors) == 1:  # a model alone leads: its own triplanar vote
+        return "triplanar", None
+    if not validation:
+        print(
+            "mslong segment: no --validation folders to judge the models by: every model votes alike (triplanar)"
+        )
+        return "triplanar", None
+    if len(validation) != len(predictors):
+        raise InputError(
+            "--validation", f"give one folder per model ({len(predictors)}), not {len(validation)}"
+        )
+    shas = tuple(file_sha256(p.weights) if p.weights.is_file() else None for p in predictors)
+    roles = _roles(tuple(map(Path, validation)), tuple(thresholds), shas)
+    return (LEAD, roles) if roles else ("triplanar", None)
+
+
+@functools.cache
+def _roles(
+    validation: tuple[Path, ...], thresholds: tuple[float, ...], shas: tuple[str | None, ...]
+) -> Roles | None:
+    """The models' roles, worked out once per process (a list of patients shares them)."""
+    roles, records = member_roles(validation, thresholds, shas)
+    print(describe_roles(roles, records, validation, "mslong segment"))
+    return roles
 
 
 def lesion_table(mask: np.ndarray, prob: np.ndarray, affine: np.ndarray) -> pd.DataFrame:

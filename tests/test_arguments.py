@@ -56,4 +56,4 @@ def test_help_prints_the_library_defaults() -> None:
     text = " ".join(commands["train"].format_help().split())
     assert f"(default: {TrainOptions.epochs})" in text and f"(default: {TrainOptions.project})" in text
     text = " ".join(reassemble_parser().format_help().split())
-    assert f"fusion rule (default: {ReassembleOptions.vote})" in text
+    assert f"the rule before) (default: {ReassembleOptions.vote})" in text

@@ -12,7 +12,8 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from fusion.reassemble import ReassembleOptions, reassemble, reassemble_case
+from fusion.reassemble import ReassembleOptions, reassemble, to_scan_grid
+from fusion.views import fuse_case
 from runtime.errors import InputError
 from slicer.brain import acquired, brain_mask, check_joint_fov, compute_brain_mask
 from slicer.datasets import load_dataset
@@ -121,7 +122,8 @@ def test_export_saves_the_roi_and_fusion_respects_it(short_fov_root: Path, tmp_p
     assert roi is not None and roi.shape == geometry.shape
     # Everything predicted: the fused mask is the region of interest, nothing outside it.
     views = [np.ones(geometry.shape, np.float32)] * 3
-    mask, _ = reassemble_case(geometry, views, min_size_mm3=0, roi=roi)
+    fused = fuse_case(views, min_size_mm3=0, spacing=geometry.spacing, roi=roi)
+    mask, _ = to_scan_grid(geometry, *fused, 0.5, 0)
     assert np.array_equal(mask, geometry.to_original(roi.astype(np.uint8), order=0))
     assert mask.any() and not mask[:, :, : int(MISSING_SHARE * mask.shape[2])].any()
 

@@ -29,7 +29,7 @@ def test_miniature_demo_scores_every_method(tmp_path: Path) -> None:
     # One validation case has no new lesion: every method reports its false positives there.
     assert np.isfinite(report["FP lesions / empty case"]).all()
     assert (options.out / "results.md").read_text().count("triplanar") >= 3
-    figures = options.out / "evaluation" / "UNeXt_and_YOLO_triplanar" / "figures"
+    figures = options.out / "evaluation" / "UNeXt_and_YOLO_lead" / "figures"
     assert (figures / "scores.png").is_file() and len(list(figures.glob("case*.png"))) == 2
     # Re-running reuses every finished step (trained weights are kept, not retrained).
     weights = options.out / "runs" / "unext" / "weights" / "best.pt"

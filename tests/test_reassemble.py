@@ -15,7 +15,8 @@ import pandas as pd
 import pytest
 
 from fusion.metrics import score_case
-from fusion.reassemble import ReassembleOptions, read_views, reassemble, reassemble_case
+from fusion.reassemble import ReassembleOptions, reassemble, to_scan_grid
+from fusion.views import fuse_case, read_views
 from fusion.voting import VOTE_MODES
 from slicer.datasets import load_dataset
 from slicer.geometry import AXIS_OF, ORIENTATIONS, CaseGeometry, slice_image
@@ -79,7 +80,9 @@ def test_round_trip_in_memory(mask_export: tuple[Path, dict[str, np.ndarray]], v
             read_views(manifest[manifest["case"] == case], geometry, root / "masks" / "val").values()
         )
         assert len(views) == 3
-        back, prob = reassemble_case(geometry, views, vote, min_size_mm3=0)
+        back, prob = to_scan_grid(
+            geometry, *fuse_case(views, vote, min_size_mm3=0, spacing=geometry.spacing), 0.5, 0
+        )
         np.testing.assert_array_equal(back, mask)
         assert prob.shape == mask.shape and prob.dtype == np.float32
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -55,15 +56,22 @@ def _val_case(phantom_export: Path) -> str:
     return sorted(manifest.loc[manifest["split"] == "val", "case"].unique())[0]
 
 
-def test_segment_matches_reassemble(
-    phantom_root: Path, phantom_export: Path, unext_weights: Path, tmp_path: Path
-):
+@pytest.fixture(scope="module")
+def val_preds(phantom_export: Path, unext_weights: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The small UNeXt's predictions of the export's validation slices."""
     from unext_long.predict import predict_folder
 
+    preds = tmp_path_factory.mktemp("val_preds") / "unext"
+    predict_folder(unext_weights, phantom_export / "images" / "val", preds, device="cpu")
+    return preds
+
+
+def test_segment_matches_reassemble(
+    phantom_root: Path, phantom_export: Path, unext_weights: Path, val_preds: Path, tmp_path: Path
+):
     case_id = _val_case(phantom_export)
     case = next(c for c in load_dataset("phantom", root=phantom_root) if c.id == case_id)
-    preds = tmp_path / "preds"
-    predict_folder(unext_weights, phantom_export / "images" / "val", preds, device="cpu")
+    preds = val_preds
     reassemble(
         ReassembleOptions(slices=phantom_export, preds=[preds], out=tmp_path / "fused", cases=[case_id])
     )
@@ -228,4 +236,30 @@ def test_profile_gives_the_seconds_of_every_stage(
                             brain_mask_file=case.brain_mask)  # fmt: skip
     assert again.seconds and np.array_equal(
         np.asarray(nib.load(out).dataobj), np.asarray(nib.load(tmp_path / "again.nii.gz").dataobj)
+    )
+
+
+def test_segment_lead_rule_matches_reassemble(
+    phantom_root: Path, phantom_export: Path, unext_weights: Path, val_preds: Path, tmp_path: Path
+):
+    case_id = _val_case(phantom_export)
+    case = next(c for c in load_dataset("phantom", root=phantom_root) if c.id == case_id)
+    preds = val_preds
+    fused = tmp_path / "fused"
+    reassemble(ReassembleOptions(slices=phantom_export, preds=[preds, preds], out=fused, cases=[case_id]))
+    assert json.loads((fused / "provenance.json").read_text())["roles"]["leader"] == 0
+    out = tmp_path / "seg.nii.gz"
+    segment_patient(case.t0, case.t1, out, [unext_weights] * 2, device="cpu", validation=[preds] * 2,
+                    brain_mask_file=case.brain_mask)  # fmt: skip
+    np.testing.assert_array_equal(
+        np.asarray(nib.load(out).dataobj), np.asarray(nib.load(fused / f"{case_id}.nii.gz").dataobj)
+    )
+    other = shutil.copytree(preds, tmp_path / "other")
+    record = json.loads((other / "provenance.json").read_text())
+    (other / "provenance.json").write_text(json.dumps({**record, "weights_sha256": "0" * 64}))
+    process = _run("-t1", case.t0, "-t2", case.t1, "-o", tmp_path / "x.nii.gz", "--weights", unext_weights,
+                   unext_weights, "--validation", preds, other)  # fmt: skip
+    _assert_one_line_error(process, "other weights")
+    _assert_one_line_error(
+        _run("-t1", case.t0, "-t2", case.t1, "-o", out, "--validation", preds), "--validation"
     )

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from fusion.metrics import dice
-from fusion.reassemble import reassemble_case
+from fusion.reassemble import to_scan_grid
+from fusion.views import fuse_case
 from slicer.geometry import CaseGeometry
 
 # A 2D FLAIR: 0.5 mm in plane, 3 mm slices.
@@ -44,14 +45,17 @@ def test_probability_is_resampled_before_it_is_thresholded() -> None:
     assert not geometry.is_exactly_invertible
     truth = _ball(SHAPE, THICK_AFFINE, np.array([16.0, 16.0, 18.0]), 5.0)
     soft = geometry.to_export(truth.astype(np.float32), order=1)  # what a good model would say
-    mask, prob = reassemble_case(geometry, [soft] * 3, min_size_mm3=0)
+    mask, prob = to_scan_grid(
+        geometry, *fuse_case([soft] * 3, min_size_mm3=0, spacing=geometry.spacing), 0.5, 0
+    )
     assert mask.shape == prob.shape == SHAPE
     blocks = geometry.to_original((soft > 0.5).astype(np.uint8), order=0)  # nearest-neighbour blocks
     assert dice(truth, mask) > 0.9 and dice(truth, mask) > dice(truth, blocks)
     # The resampled mask holds no lesion the fusion dropped: a lone small blob stays out.
     speck = np.zeros(geometry.shape, np.float32)
     speck[26, 26, 6] = 1.0
-    mask, _ = reassemble_case(geometry, [soft + speck] * 3, min_size_mm3=3.0)
+    fused = fuse_case([soft + speck] * 3, min_size_mm3=3.0, spacing=geometry.spacing)
+    mask, _ = to_scan_grid(geometry, *fused, 0.5, 3.0)
     assert (
         dice(truth, mask) > 0.9
         and not mask[geometry.to_original((speck > 0).astype(np.uint8), order=0) > 0].any()
