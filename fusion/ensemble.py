@@ -7,9 +7,9 @@ vote as fully as the strong member's, and adding a model can make the mask worse
 (:mod:`fusion.record`: lesion F1, sensitivity, precision and Dice of the member's own vote on
 the export's validation cases):
 
-- the **leader**, the member with the best validation lesion F1 (then Dice), proposes lesions
-  and draws their outlines, by its own vote over its planes (2 of 3 by default; a 3D model's
-  own mask);
+- the **leader**, the member with the best mean of validation lesion F1 and Dice (it proposes
+  lesions and draws their outlines: both count), does so by its own vote over its planes (2 of 3
+  by default; a 3D model's own mask);
 - a member whose validation lesion precision is at least the leader's is **trusted**: it
   *confirms* a candidate of the leader that fewer of the leader's planes saw than its vote
   needs (one plane is enough then), and it *proposes* the lesions of its own vote that overlap
@@ -82,8 +82,10 @@ class Roles:
             return None
 
         def rank(i: int) -> tuple[float, float, int]:
-            dice = scores[i]["dice"]
-            return scores[i]["f1"], dice if math.isfinite(dice) else -1.0, -i
+            # The leader both finds lesions and draws them: lesion F1 and Dice weigh alike, as in
+            # the MSSEG-2 ranking; F1 breaks ties, then the order of the members.
+            f1, dice = scores[i]["f1"], scores[i]["dice"]
+            return (f1 + dice) / 2 if math.isfinite(dice) else f1 / 2, f1, -i
 
         leader = max(range(len(scores)), key=rank)
         bar = scores[leader]["precision"]

@@ -139,6 +139,6 @@ def describe_roles(
     leader = member_scores(records[roles.leader])
     trusted = ", ".join(str(folders[i]) for i in roles.trusted) or "none"
     return (
-        f"{tool}: {folders[roles.leader]} leads (validation lesion F1 {leader['f1']:.3f}, precision "
-        f"{leader['precision']:.3f} on {len(records[roles.leader]['cases'])} cases); trusted: {trusted}"
+        f"{tool}: {folders[roles.leader]} leads (validation lesion F1 {leader['f1']:.3f}, Dice {leader['dice']:.3f}, "
+        f"precision {leader['precision']:.3f} on {len(records[roles.leader]['cases'])} cases); trusted: {trusted}"
     )

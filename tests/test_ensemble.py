@@ -32,8 +32,10 @@ def _record(f1: float, precision: float, dice: float = 0.5) -> dict:
 
 def test_roles_follow_the_records() -> None:
     roles = Roles.from_records([_record(0.4, 0.9), _record(0.7, 0.8), _record(0.5, 0.85)])
-    assert roles == Roles(leader=1, trusted=(2, 0))  # both at least as precise, best F1 first
+    assert roles == Roles(leader=1, trusted=(2, 0))  # both at least as precise, the better first
     assert Roles.from_records([_record(0.6, 0.95), _record(0.2, 0.5)]) == Roles(0, ())
+    # F1 and Dice weigh alike: a slightly better F1 does not make up for much worse outlines.
+    assert Roles.from_records([_record(0.65, 0.9, dice=0.71), _record(0.67, 0.9, dice=0.55)]).leader == 0
     assert Roles.from_records([_record(0.6, 0.9, dice=0.4), _record(0.6, 0.9, dice=0.7)]).leader == 1
     assert Roles.from_records([_record(0.6, 0.9), None]) is None
     assert Roles.from_records([_record(0.6, 0.9), {"views": {"triplanar": {"f1": None}}}]) is None
