@@ -15,7 +15,7 @@ YOLO after one epoch. Each model predicts the validation and test slices into on
 from __future__ import annotations
 
 import argparse
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pandas as pd
@@ -77,37 +77,65 @@ def train_members(work: Path, data: Path, seed: int) -> dict[str, Path]:
     }
 
 
-def predict_members(work: Path, weights: dict[str, Path], seed: int) -> dict[str, dict[str, Path]]:
-    """Each member's predictions of the validation and the test slices: ``{member: {split: folder}}``."""
-    by_split = {
-        split: predict_split(work / "export", weights, work / "preds" / f"seed{seed}" / split, split, "cpu")
-        for split in ("val", "test")
-    }
-    return {member: {split: folders[member] for split, folders in by_split.items()} for member in weights}
+@dataclass(frozen=True)
+class TestSet:
+    """Patients the ensembles are scored on: an export's ``test`` split and its phantom."""
+
+    name: str
+    export: Path
+    phantom: Path
 
 
-def fuse_and_score(work: Path, name: str, preds: list[Path], vote: str, validation: list[Path]) -> dict:
-    """Reassemble the test split as ``reassemble`` does and score it (``make demo``'s table)."""
-    out = work / "seg" / name
+def fresh_test_set(work: Path, cases: int, seed: int) -> TestSet:
+    """A phantom of its own (``seed``), every patient a test patient, exported as the main one."""
+    phantom, export = work / f"phantom_fresh{seed}", work / f"export_fresh{seed}"
+    if not (phantom / "cases.csv").is_file():
+        table = write_phantom(phantom, cases=cases, voxel=VOXEL, seed=seed)
+        with atomic_path(phantom / "cases.csv") as tmp:
+            table.assign(split="test").to_csv(tmp, index=False)
+    export_dataset(
+        ExportOptions(dataset=DATASET, root=phantom, out=export, spacing=VOXEL, seed=0, split="test")
+    )
+    return TestSet(f"fresh{seed}", export, phantom)
+
+
+def predict_members(
+    work: Path, weights: dict[str, Path], seed: int, test_sets: list[TestSet]
+) -> dict[str, dict[str, Path]]:
+    """Each member's predictions of the validation slices and of each test set: ``{member: {set: folder}}``."""
+    preds = work / "preds" / f"seed{seed}"
+    by_set = {"val": predict_split(work / "export", weights, preds / "val", "val", "cpu")}
+    for test in test_sets:
+        by_set[test.name] = predict_split(test.export, weights, preds / test.name, "test", "cpu")
+    return {member: {name: folders[member] for name, folders in by_set.items()} for member in weights}
+
+
+def fuse_and_score(
+    work: Path, test: TestSet, name: str, preds: list[Path], vote: str, validation: list[Path]
+) -> dict:
+    """Reassemble a test set as ``reassemble`` does and score it (``make demo``'s table)."""
+    out = work / "seg" / test.name / name
     options = ReassembleOptions(
-        slices=work / "export", preds=preds, out=out, split="test", vote=vote, validation=validation
+        slices=test.export, preds=preds, out=out, split="test", vote=vote, validation=validation
     )
     reassemble(options)
-    return score_folder(out, work / "phantom", work / "scores" / name, split="test")
+    return score_folder(out, test.phantom, work / "scores" / test.name / name, split="test")
 
 
-def seed_rows(work: Path, seed: int, folders: dict[str, dict[str, Path]]) -> dict[tuple[str, str], dict]:
+def seed_rows(
+    work: Path, seed: int, folders: dict[str, dict[str, Path]], test: TestSet
+) -> dict[tuple[str, str], dict]:
     rows = {}
-    for member, split_folders in folders.items():
+    for member, by_set in folders.items():
         rows[(MEMBER_NAMES[member], "alone")] = fuse_and_score(
-            work, f"seed{seed}_{member}", [split_folders["test"]], "triplanar", []
+            work, test, f"seed{seed}_{member}", [by_set[test.name]], "triplanar", []
         )
     for ensemble, members in ENSEMBLES.items():
-        preds, validation = [folders[m]["test"] for m in members], [folders[m]["val"] for m in members]
+        preds, validation = [folders[m][test.name] for m in members], [folders[m]["val"] for m in members]
         slug = "_".join(members)
         for vote, label in (("triplanar", "triplanar (every member alike)"), ("lead", "lead (default)")):
             rows[(ensemble, label)] = fuse_and_score(
-                work, f"seed{seed}_{slug}_{vote}", preds, vote, validation
+                work, test, f"seed{seed}_{slug}_{vote}", preds, vote, validation
             )
     return rows
 
@@ -136,21 +164,26 @@ def main() -> None:
     parser.add_argument("--val", type=int, default=6)
     parser.add_argument("--test", type=int, default=6)
     parser.add_argument("--stage", choices=("train", "all"), default="all")
+    parser.add_argument("--fresh-seeds", type=int, nargs="*", default=[7],
+                        help="phantoms of their own, every patient scored (none: the test split only)")  # fmt: skip
+    parser.add_argument("--fresh-cases", type=int, default=8)
     args = parser.parse_args()
     data = prepare(args.work, args.cases, args.val, args.test)
     weights = {seed: train_members(args.work, data, seed) for seed in args.seeds}
     if args.stage == "train":
         return
-    per_seed = {
-        seed: seed_rows(args.work, seed, predict_members(args.work, weights[seed], seed))
-        for seed in args.seeds
-    }
-    table = summarise(per_seed)
-    print(f"\nTest patients: {args.test}, seeds {' '.join(map(str, args.seeds))}; mean ± sd over the seeds")
-    print(table.to_string())
-    for seed, rows in per_seed.items():
-        print(f"\nseed {seed}")
-        print(pd.DataFrame(rows).T.round(3).to_string())
+    test_sets = [TestSet("test", args.work / "export", args.work / "phantom")]
+    test_sets += [fresh_test_set(args.work, args.fresh_cases, seed) for seed in args.fresh_seeds]
+    folders = {seed: predict_members(args.work, weights[seed], seed, test_sets) for seed in args.seeds}
+    for test in test_sets:
+        per_seed = {seed: seed_rows(args.work, seed, folders[seed], test) for seed in args.seeds}
+        patients = int((pd.read_csv(test.phantom / "cases.csv")["split"] == "test").sum())
+        seeds = " ".join(map(str, args.seeds))
+        print(f"\n## {test.name}: {patients} patients; training seeds {seeds}; mean ± sd over the seeds")
+        print(summarise(per_seed).to_string())
+        for seed, rows in per_seed.items():
+            print(f"\nseed {seed}")
+            print(pd.DataFrame(rows).T.round(3).to_string())
 
 
 if __name__ == "__main__":

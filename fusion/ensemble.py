@@ -10,10 +10,13 @@ the export's validation cases):
 - the **leader**, the member with the best mean of validation lesion F1 and Dice (it proposes
   lesions and draws their outlines: both count), does so by its own vote over its planes (2 of 3
   by default; a 3D model's own mask);
-- a member whose validation lesion precision is at least the leader's is **trusted**: it
-  *confirms* a candidate of the leader that fewer of the leader's planes saw than its vote
-  needs (one plane is enough then), and it *proposes* the lesions of its own vote that overlap
-  nothing the leader kept, with its own outlines;
+- a **trusted** member *confirms* a candidate of the leader that fewer of the leader's planes
+  saw than its vote needs (one plane is enough then), and *proposes* the lesions of its own vote
+  that overlap nothing the leader kept, with its own outlines. A member is trusted when its
+  validation lesion precision is at least the leader's and, fused in that role on the validation
+  cases, it raises the leader's mean of lesion F1 and Dice there (:func:`fusion.record.proven_roles`):
+  precise where the leader also finds lesions is not enough, what it adds where the leader is
+  silent must be right too;
 - every other member has no say: a member less precise than the leader adds more false lesions
   than true ones where the leader is silent, and its outlines are not the best.
 
@@ -66,7 +69,11 @@ def member_scores(record: Mapping[str, Any] | None) -> dict[str, float] | None:
 
 @dataclass(frozen=True)
 class Roles:
-    """Which member (index into the ensemble) leads, and which others are trusted."""
+    """Which member (index into the ensemble) leads, and which others are trusted.
+
+    :meth:`from_records` trusts every member as precise as the leader; :func:`fusion.record.proven_roles`
+    keeps those whose role proves useful on the validation cases.
+    """
 
     leader: int
     trusted: tuple[int, ...] = ()

@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from fusion.ensemble import Roles, member_scores
+from fusion.ensemble import LEAD, Roles, member_scores
 from fusion.metrics import score_case
 from fusion.views import fuse_case, read_baseline, read_views
 from runtime.errors import InputError
@@ -30,7 +31,14 @@ from slicer.geometry import CaseGeometry
 from slicer.manifest import read_manifest
 from slicer.writer import read_roi
 
-__all__ = ["VALIDATION_SPLIT", "validation_record", "export_of", "member_roles", "describe_roles"]
+__all__ = [
+    "VALIDATION_SPLIT",
+    "validation_record",
+    "export_of",
+    "member_roles",
+    "proven_roles",
+    "describe_roles",
+]
 
 VALIDATION_SPLIT = "val"
 _SCORES = ("f1", "sensitivity", "precision", "dice")
@@ -53,21 +61,41 @@ def _complete_cases(rows: pd.DataFrame, listing: set[str]) -> list[str]:
     return sorted(complete.index[complete])
 
 
-def _case_scores(export: Path, rows: pd.DataFrame, folder: Path, listing: set[str], threshold: float) -> dict:
-    case = str(rows["case"].iloc[0])
-    geometry = CaseGeometry.load(export / "cases" / f"{case}.json")
-    views = read_views(rows, geometry, folder, listing)
-    masks = read_views(rows, geometry, export / "masks" / VALIDATION_SPLIT)
-    reference = np.logical_or.reduce([view > 0.5 for view in masks.values()])
-    roi, baseline = read_roi(export, geometry), read_baseline(export, rows, geometry)
-    spacing = (geometry.spacing,) * 3
-    fused = {plane: fuse_case([view], "none", None, threshold, spacing=geometry.spacing, baseline=baseline,
-                              roi=roi)[0] for plane, view in views.items()}  # fmt: skip
-    fused["triplanar"] = fuse_case(
-        list(views.values()), "triplanar", None, threshold, spacing=geometry.spacing, baseline=baseline,
-        planes=list(views), roi=roi,
-    )[0]  # fmt: skip
-    return {view: score_case(reference, mask, spacing) for view, mask in fused.items()}
+@dataclass(frozen=True)
+class _Case:
+    """One validation case as fusion sees it: what every fused mask of it is scored against."""
+
+    geometry: CaseGeometry
+    rows: pd.DataFrame
+    reference: np.ndarray
+    roi: np.ndarray | None
+    baseline: tuple[np.ndarray, np.ndarray] | None
+
+    @classmethod
+    def load(cls, export: Path, rows: pd.DataFrame) -> _Case:
+        geometry = CaseGeometry.load(export / "cases" / f"{rows['case'].iloc[0]}.json")
+        masks = read_views(rows, geometry, export / "masks" / VALIDATION_SPLIT)
+        reference = np.logical_or.reduce([view > 0.5 for view in masks.values()])
+        return cls(
+            geometry, rows, reference, read_roi(export, geometry), read_baseline(export, rows, geometry)
+        )
+
+    def score(
+        self, views: Sequence[np.ndarray], vote: str, threshold: float | Sequence[float], **rule: Any
+    ) -> dict:
+        """MSSEG-2 scores of ``views`` fused as ``reassemble`` fuses them (``rule``: planes, members, roles)."""
+        spacing = self.geometry.spacing
+        mask = fuse_case(
+            views, vote, None, threshold, spacing=spacing, baseline=self.baseline, roi=self.roi, **rule
+        )[0]
+        return score_case(self.reference, mask, (spacing,) * 3)
+
+
+def _case_scores(case: _Case, folder: Path, listing: set[str], threshold: float) -> dict:
+    views = read_views(case.rows, case.geometry, folder, listing)
+    scores = {plane: case.score([view], "none", threshold) for plane, view in views.items()}
+    scores["triplanar"] = case.score(list(views.values()), "triplanar", threshold, planes=list(views))
+    return scores
 
 
 def _summary(per_case: list[dict]) -> dict[str, float]:
@@ -91,9 +119,8 @@ def validation_record(export: Path, folder: Path, threshold: float) -> dict[str,
     cases = _complete_cases(rows, listing)
     if not cases:
         return None
-    per_case = [
-        _case_scores(export, rows[rows["case"] == case], folder, listing, threshold) for case in cases
-    ]
+    per_case = [_case_scores(_Case.load(export, rows[rows["case"] == case]), folder, listing, threshold)
+                for case in cases]  # fmt: skip
     views: Mapping[str, Any] = {view: _summary([scores[view] for scores in per_case]) for view in per_case[0]}
     return {"split": VALIDATION_SPLIT, "cases": cases, "threshold": threshold, "views": dict(views)}
 
@@ -116,14 +143,58 @@ def member_roles(
         weights_sha256: each member's weights (None: not known), to refuse a folder of another model.
 
     The roles are None when a member has no record (a folder without validation case, an
-    nnU-Net folder).
+    nnU-Net folder). A member as precise as the leader is trusted only where the validation
+    cases that all folders hold show that its role raises the leader's mean of lesion F1 and
+    Dice there (:func:`proven_roles`).
     """
-    records = []
+    records, exports = [], []
     for folder, threshold, sha in zip(folders, thresholds, weights_sha256, strict=True):
         _same_model(folder, sha)
-        export = export_of(folder)
-        records.append(None if export is None else validation_record(export, folder, threshold))
-    return Roles.from_records(records), records
+        exports.append(export_of(folder))
+        records.append(None if exports[-1] is None else validation_record(exports[-1], folder, threshold))
+    roles = Roles.from_records(records)
+    if roles is None or not roles.trusted:
+        return roles, records
+    if len(set(exports)) != 1:  # the roles cannot be tried on common cases
+        return Roles(roles.leader), records
+    return proven_roles(exports[0], folders, thresholds, roles), records
+
+
+def _mean_f1_dice(per_case: list[dict]) -> float:
+    summary = _summary(per_case)
+    return (summary["f1"] + summary["dice"]) / 2 if summary["f1"] is not None else float("-inf")
+
+
+def proven_roles(export: Path, folders: Sequence[Path], thresholds: Sequence[float], roles: Roles) -> Roles:
+    """``roles`` keeping, in their order, the trusted members whose role raises the validation
+    score (mean of lesion F1 and Dice) of the ensemble so far, fused by the lead rule on the
+    validation cases every folder holds: precise on its own is not enough, what it adds where the
+    leader is silent must be right too."""
+    manifest = read_manifest(export / "manifest.csv")
+    rows = manifest[manifest["split"] == VALIDATION_SPLIT]
+    listings = [set(os.listdir(folder)) for folder in folders]
+    cases = sorted(set.intersection(*(set(_complete_cases(rows, listing)) for listing in listings)))
+    loaded = [_Case.load(export, rows[rows["case"] == case]) for case in cases]
+    views = [[read_views(case.rows, case.geometry, f, listing) for f, listing in zip(folders, listings, strict=True)]
+             for case in loaded]  # fmt: skip
+
+    def score(candidate: Roles) -> float:
+        per_case = []
+        for case, by_member in zip(loaded, views, strict=True):
+            chosen = [m for m in range(len(folders)) if m in (candidate.leader, *candidate.trusted)]
+            flat = [(m, plane, view) for m in chosen for plane, view in by_member[m].items()]
+            per_case.append(case.score([v for _, _, v in flat], LEAD, [thresholds[m] for m, _, _ in flat],
+                                       planes=[p for _, p, _ in flat], members=[m for m, _, _ in flat],
+                                       roles=candidate))  # fmt: skip
+        return _mean_f1_dice(per_case)
+
+    kept, best = Roles(roles.leader), None
+    for member in roles.trusted:
+        best = score(kept) if best is None else best
+        trial = Roles(roles.leader, (*kept.trusted, member))
+        if (value := score(trial)) > best:
+            kept, best = trial, value
+    return kept
 
 
 def describe_roles(

@@ -14,7 +14,7 @@ from scipy import ndimage
 
 from fusion.ensemble import Roles, fuse_lead
 from fusion.reassemble import ReassembleOptions, reassemble
-from fusion.record import member_roles, validation_record
+from fusion.record import member_roles, proven_roles, validation_record
 from fusion.views import read_views
 from fusion.voting import fuse_views
 from runtime.errors import InputError
@@ -109,8 +109,13 @@ def members(phantom_export: Path, tmp_path_factory: pytest.TempPathFactory) -> d
         centre = np.round(ndimage.center_of_mass(read_roi(phantom_export, geometry))).astype(int)
         worse[tuple(slice(c + 6, c + 9) for c in centre)] = 1.0
         _write_volume_pngs(worse, rows, root / "worse")
+        labels, n = ndimage.label(truth)
+        _write_volume_pngs(
+            (truth & (labels != 1)).astype(np.float32) if n > 1 else truth * 0.0, rows, root / "partial"
+        )
     _provenance(root / "worse", phantom_export, "worse")
-    return {"good": good, "worse": root / "worse"}
+    _provenance(root / "partial", phantom_export, "partial")
+    return {"good": good, "worse": root / "worse", "partial": root / "partial"}
 
 
 def test_the_record_scores_each_plane_and_the_models_own_vote(
@@ -124,6 +129,15 @@ def test_the_record_scores_each_plane_and_the_models_own_vote(
     assert worse["views"]["triplanar"]["dice"] < 0.9
     roles, records = member_roles([members["worse"], members["good"]], [0.5, 0.5], ["worse", "good"])
     assert roles.leader == 1 and records[1] == good
+
+
+def test_a_member_is_trusted_only_where_its_role_helps_on_validation(
+    phantom_export: Path, members: dict[str, Path]
+) -> None:
+    folders, thresholds = [members["partial"], members["good"], members["worse"]], [0.5] * 3
+    # The truth adds the lesions a leader missed; a model with wide outlines and a false lesion does not.
+    assert proven_roles(phantom_export, folders, thresholds, Roles(0, (2, 1))) == Roles(0, (1,))
+    assert proven_roles(phantom_export, folders, thresholds, Roles(1, (0, 2))) == Roles(1, ())
     with pytest.raises(InputError, match="other weights"):
         member_roles([members["worse"]], [0.5], ["good"])
 
