@@ -36,8 +36,8 @@ def add_vote_arguments(parser: argparse.ArgumentParser, model: str) -> None:
     parser.add_argument(
         "--vote",
         choices=FUSION_RULES,
-        help="fusion rule (default lead: the model with the best validation record leads, the others "
-        "confirm and add lesions only if as precise; triplanar: every model alike, the rule before)",
+        help="fusion rule (default lead: the model with the best validation record fuses alone, by its "
+        "own vote; triplanar: every model alike, the rule before)",
     )
     parser.add_argument(
         "--validation",

@@ -27,7 +27,7 @@ True
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import nibabel as nib
@@ -36,8 +36,8 @@ import pandas as pd
 from scipy import ndimage
 from tqdm import tqdm
 
-from fusion.ensemble import LEAD, Roles
-from fusion.record import describe_roles, member_roles
+from fusion.ensemble import LEAD
+from fusion.record import describe_leader, member_leader
 from fusion.sources import PredictionSource, open_source
 from fusion.views import fuse_case, read_baseline, read_views
 from fusion.voting import VOLUME, check_min_votes, operating_level
@@ -72,7 +72,7 @@ class ReassembleOptions:
     slices: Path | str
     preds: Sequence[Path | str]
     out: Path | str
-    # The members' roles from their validation records (fusion.ensemble); "triplanar" is the
+    # The model with the best validation record leads (fusion.ensemble); "triplanar" is the
     # vote before, every member alike.
     vote: str = LEAD
     min_votes: int | None = None  # None: half the views, rounded up (fusion.voting.default_min_votes)
@@ -245,21 +245,21 @@ def _planes(sources: Sequence[PredictionSource], orientations: Sequence[str]) ->
 
 @dataclass(frozen=True)
 class FusionRule:
-    """The rule a reassembly runs: ``vote``, and for ``lead`` the members' ``roles`` and records."""
+    """The rule a reassembly runs: ``vote``, and for ``lead`` the leader and every model's record."""
 
     vote: str
-    roles: Roles | None = None
+    leader: int | None = None
     records: tuple[dict | None, ...] = ()
 
 
 def _fusion_rule(
     options: ReassembleOptions, sources: Sequence[PredictionSource], thresholds: Sequence[float]
 ) -> FusionRule:
-    """``options.vote``; for ``lead`` with several members, their roles from their validation
-    records, or the vote before (``triplanar``) when a member has none."""
+    """``options.vote``; for ``lead`` with several models, the leader by their validation
+    records, or the vote before (``triplanar``) when a model has none."""
     if options.vote != LEAD:
         return FusionRule(options.vote)
-    if len(sources) == 1:  # a member alone leads: its own triplanar vote
+    if len(sources) == 1:  # a model alone leads: its own triplanar vote
         return FusionRule("triplanar")
     validation = [Path(p) for p in options.validation] or [source.folder for source in sources]
     if len(validation) != len(sources):
@@ -267,9 +267,9 @@ def _fusion_rule(
             "--validation", f"give one folder per --preds folder ({len(sources)}), not {len(validation)}"
         )
     shas = [(read_provenance(source.folder) or {}).get("weights_sha256") for source in sources]
-    roles, records = member_roles(validation, thresholds, shas)
-    print(describe_roles(roles, records, validation, "reassemble"))
-    return FusionRule(LEAD, roles, tuple(records)) if roles else FusionRule("triplanar")
+    leader, records = member_leader(validation, thresholds, shas)
+    print(describe_leader(leader, records, validation, "reassemble"))
+    return FusionRule(LEAD, leader, tuple(records)) if leader is not None else FusionRule("triplanar")
 
 
 def _record(
@@ -283,7 +283,7 @@ def _record(
         "thresholds": list(thresholds),
         "vote": rule.vote,
         # Only for the lead rule, so that folders made by the other votes keep their record.
-        **({"roles": asdict(rule.roles), "validation": list(rule.records)} if rule.roles else {}),
+        **({"leader": rule.leader, "validation": list(rule.records)} if rule.vote == LEAD else {}),
         "min_votes": options.min_votes,
         "min_size_mm3": options.min_size_mm3,
         "keep_existing": options.keep_existing,
@@ -313,7 +313,7 @@ def _write_case(
     baseline = None if options.keep_existing else read_baseline(export, rows, geometry)
     roi = read_roi(export, geometry)
     fused = fuse_case(views, rule.vote, options.min_votes, thresholds, options.min_size_mm3, geometry.spacing,
-                      baseline, planes, roi, members, rule.roles)  # fmt: skip
+                      baseline, planes, roi, members, rule.leader)  # fmt: skip
     mask, prob = to_scan_grid(geometry, *fused, operating_level(thresholds), options.min_size_mm3)
     affine, header = np.asarray(geometry.original_affine), _t1_header(geometry)
     out = Path(options.out)

@@ -1,4 +1,4 @@
-"""A model's record on the validation cases: what the ``lead`` rule trusts it with.
+"""A model's record on the validation cases: how the ``lead`` rule picks its leader.
 
 When a prediction folder holds every slice of some cases of its export's validation split
 (``unext-long predict`` / ``yolo-long predict`` of ``images/val``, or of a listing that
@@ -6,9 +6,9 @@ includes them), those cases are fused as ``reassemble`` fuses them, on the expor
 plane alone and the model's own triplanar vote, at the model's operating point, in the region
 of interest, old lesions dropped. Each is scored against the export's masks by the MSSEG-2
 rules (:func:`fusion.metrics.score_case`) and averaged as ``lesion-eval`` averages (Dice and
-lesion scores over the cases with new lesions; false lesions per case without). The predict
-commands write the record into the folder's ``provenance.json`` under ``"validation"``;
-:class:`fusion.ensemble.Roles` reads it.
+lesion scores over the cases with new lesions; false lesions per case without).
+:func:`fusion.ensemble.leader_of` picks the leader by them; ``reassemble`` writes every model's
+record into its output's ``provenance.json`` (the predictors, beneath ``fusion``, cannot score).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from fusion.ensemble import LEAD, Roles, member_scores
+from fusion.ensemble import leader_of, member_scores
 from fusion.metrics import score_case
 from fusion.views import fuse_case, read_baseline, read_views
 from runtime.errors import InputError
@@ -31,14 +31,7 @@ from slicer.geometry import CaseGeometry
 from slicer.manifest import read_manifest
 from slicer.writer import read_roi
 
-__all__ = [
-    "VALIDATION_SPLIT",
-    "validation_record",
-    "export_of",
-    "member_roles",
-    "proven_roles",
-    "describe_roles",
-]
+__all__ = ["VALIDATION_SPLIT", "validation_record", "export_of", "member_leader", "describe_leader"]
 
 VALIDATION_SPLIT = "val"
 _SCORES = ("f1", "sensitivity", "precision", "dice")
@@ -63,7 +56,7 @@ def _complete_cases(rows: pd.DataFrame, listing: set[str]) -> list[str]:
 
 @dataclass(frozen=True)
 class _Case:
-    """One validation case as fusion sees it: what every fused mask of it is scored against."""
+    """One validation case: what a model's fused masks of it are scored against."""
 
     geometry: CaseGeometry
     rows: pd.DataFrame
@@ -81,14 +74,13 @@ class _Case:
         )
 
     def score(
-        self, views: Sequence[np.ndarray], vote: str, threshold: float | Sequence[float], **rule: Any
+        self, views: Sequence[np.ndarray], vote: str, threshold: float, planes: Sequence[str] | None = None
     ) -> dict:
-        """MSSEG-2 scores of ``views`` fused as ``reassemble`` fuses them (``rule``: planes, members, roles)."""
+        """MSSEG-2 scores of ``views`` fused as ``reassemble`` fuses them."""
         spacing = self.geometry.spacing
-        mask = fuse_case(
-            views, vote, None, threshold, spacing=spacing, baseline=self.baseline, roi=self.roi, **rule
-        )[0]
-        return score_case(self.reference, mask, (spacing,) * 3)
+        fused = fuse_case(views, vote, None, threshold, spacing=spacing, baseline=self.baseline, planes=planes,
+                          roi=self.roi)  # fmt: skip
+        return score_case(self.reference, fused[0], (spacing,) * 3)
 
 
 def _case_scores(case: _Case, folder: Path, listing: set[str], threshold: float) -> dict:
@@ -132,84 +124,42 @@ def _same_model(folder: Path, weights_sha256: str | None) -> None:
         raise InputError(folder, "was predicted by other weights than the model it should vouch for")
 
 
-def member_roles(
+def member_leader(
     folders: Sequence[Path], thresholds: Sequence[float], weights_sha256: Sequence[str | None]
-) -> tuple[Roles | None, list[dict[str, Any] | None]]:
-    """The ``lead`` roles of an ensemble, from one validation folder per member, and the records.
+) -> tuple[int | None, list[dict[str, Any] | None]]:
+    """The ``lead`` rule's leader of an ensemble, from one validation folder per model, and the records.
 
     Args:
-        folders: each member's predictions of (some of) its export's validation cases.
-        thresholds: each member's operating point, as the fusion uses it.
-        weights_sha256: each member's weights (None: not known), to refuse a folder of another model.
+        folders: each model's predictions of (some of) its export's validation cases.
+        thresholds: each model's operating point, as the fusion uses it.
+        weights_sha256: each model's weights (None: not known), to refuse a folder of another model.
 
-    The roles are None when a member has no record (a folder without validation case, an
-    nnU-Net folder). A member as precise as the leader is trusted only where the validation
-    cases that all folders hold show that its role raises the leader's mean of lesion F1 and
-    Dice there (:func:`proven_roles`).
+    The leader is None when a model has no record (a folder without validation case, an nnU-Net folder).
     """
-    records, exports = [], []
+    records = []
     for folder, threshold, sha in zip(folders, thresholds, weights_sha256, strict=True):
         _same_model(folder, sha)
-        exports.append(export_of(folder))
-        records.append(None if exports[-1] is None else validation_record(exports[-1], folder, threshold))
-    roles = Roles.from_records(records)
-    if roles is None or not roles.trusted:
-        return roles, records
-    if len(set(exports)) != 1:  # the roles cannot be tried on common cases
-        return Roles(roles.leader), records
-    return proven_roles(exports[0], folders, thresholds, roles), records
+        export = export_of(folder)
+        records.append(None if export is None else validation_record(export, folder, threshold))
+    return leader_of(records), records
 
 
-def _mean_f1_dice(per_case: list[dict]) -> float:
-    summary = _summary(per_case)
-    return (summary["f1"] + summary["dice"]) / 2 if summary["f1"] is not None else float("-inf")
-
-
-def proven_roles(export: Path, folders: Sequence[Path], thresholds: Sequence[float], roles: Roles) -> Roles:
-    """``roles`` keeping, in their order, the trusted members whose role raises the validation
-    score (mean of lesion F1 and Dice) of the ensemble so far, fused by the lead rule on the
-    validation cases every folder holds: precise on its own is not enough, what it adds where the
-    leader is silent must be right too."""
-    manifest = read_manifest(export / "manifest.csv")
-    rows = manifest[manifest["split"] == VALIDATION_SPLIT]
-    listings = [set(os.listdir(folder)) for folder in folders]
-    cases = sorted(set.intersection(*(set(_complete_cases(rows, listing)) for listing in listings)))
-    loaded = [_Case.load(export, rows[rows["case"] == case]) for case in cases]
-    views = [[read_views(case.rows, case.geometry, f, listing) for f, listing in zip(folders, listings, strict=True)]
-             for case in loaded]  # fmt: skip
-
-    def score(candidate: Roles) -> float:
-        per_case = []
-        for case, by_member in zip(loaded, views, strict=True):
-            chosen = [m for m in range(len(folders)) if m in (candidate.leader, *candidate.trusted)]
-            flat = [(m, plane, view) for m in chosen for plane, view in by_member[m].items()]
-            per_case.append(case.score([v for _, _, v in flat], LEAD, [thresholds[m] for m, _, _ in flat],
-                                       planes=[p for _, p, _ in flat], members=[m for m, _, _ in flat],
-                                       roles=candidate))  # fmt: skip
-        return _mean_f1_dice(per_case)
-
-    kept, best = Roles(roles.leader), None
-    for member in roles.trusted:
-        best = score(kept) if best is None else best
-        trial = Roles(roles.leader, (*kept.trusted, member))
-        if (value := score(trial)) > best:
-            kept, best = trial, value
-    return kept
-
-
-def describe_roles(
-    roles: Roles | None, records: Sequence[dict[str, Any] | None], folders: Sequence[Path], tool: str
+def describe_leader(
+    leader: int | None, records: Sequence[dict[str, Any] | None], folders: Sequence[Path], tool: str
 ) -> str:
-    """One line: who leads and on what evidence, or why every member votes alike."""
-    if roles is None:
+    """One line: who leads and on what evidence, or why every model votes alike."""
+    if leader is None:
         lacking = next(str(f) for f, r in zip(folders, records, strict=True) if member_scores(r) is None)
         return (
             f"{tool}: {lacking} holds no validation case with new lesions to judge its model by: "
-            "every member votes alike (triplanar)"
+            "every model votes alike (triplanar)"
         )
-    leader = member_scores(records[roles.leader])
-    trusted = ", ".join(str(folders[i]) for i in roles.trusted) or "none"
+    others = "; ".join(
+        f"{folders[i]}: {member_scores(r)['f1']:.3f}, {member_scores(r)['dice']:.3f}"
+        for i, r in enumerate(records) if i != leader
+    )  # fmt: skip
+    best = member_scores(records[leader])
     return (
-        f"{tool}: {folders[roles.leader]} leads (validation lesion F1 {leader['f1']:.3f}, Dice {leader['dice']:.3f}, "
-        f"precision {leader['precision']:.3f} on {len(records[roles.leader]['cases'])} cases); trusted: {trusted}"
+        f"{tool}: {folders[leader]} leads (validation lesion F1 {best['f1']:.3f}, Dice {best['dice']:.3f} "
+        f"on {len(records[leader]['cases'])} cases; {others})"
     )

@@ -20,10 +20,10 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from fusion.ensemble import LEAD, Roles, fuse_lead
+from fusion.ensemble import LEAD, leader_views
 from fusion.existing import drop_existing_lesions
 from fusion.sources import export_volumes
-from fusion.voting import fuse_views
+from fusion.voting import fuse_views, on_common_scale
 from runtime.errors import InputError
 from runtime.lesions import MIN_LESION_MM3
 from runtime.predictions import decode_probability
@@ -96,13 +96,14 @@ def fuse_case(
     planes: Sequence[str] | None = None,
     roi: np.ndarray | None = None,
     members: Sequence[int] | None = None,
-    roles: Roles | None = None,
+    leader: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Fuse a case's views on the export grid: ``(mask, prob)`` of the export grid.
 
     Args:
         vote: :data:`fusion.ensemble.FUSION_RULES`; ``lead`` needs ``members`` (the model of
-            each view) and ``roles`` (:class:`fusion.ensemble.Roles`).
+            each view) and the ``leader`` (:func:`fusion.ensemble.leader_of`), whose own
+            triplanar vote it runs.
         threshold: one value, or one per view (see :func:`fusion.voting.fuse_views`).
         planes: each view's orientation: several models' views of one plane merge before
             the vote (see :func:`fusion.voting.fuse_views`).
@@ -111,14 +112,16 @@ def fuse_case(
         roi: where lesions may be (the brain both scans acquired, export grid): the views
             are zero outside it. None: everywhere.
     """
+    if vote == LEAD:
+        if members is None or leader is None or planes is None:
+            raise ValueError("the lead rule needs each view's plane and model, and the leader")
+        # On the scale of all the models' thresholds, which is the one the result maps back at.
+        views, threshold = on_common_scale(views, threshold)
+        views, planes = leader_views(views, planes, members, leader)
+        vote = "triplanar"
     if roi is not None:
         views = [np.where(roi, view, np.float32(0)) for view in views]
-    if vote == LEAD:
-        if members is None or roles is None or planes is None:
-            raise ValueError("the lead rule needs each view's plane and member, and the members' roles")
-        mask, prob = fuse_lead(views, planes, members, roles, min_votes, threshold, min_size_mm3, spacing)
-    else:
-        mask, prob = fuse_views(views, vote, min_votes, threshold, min_size_mm3, spacing, planes)
+    mask, prob = fuse_views(views, vote, min_votes, threshold, min_size_mm3, spacing, planes)
     if baseline is not None:
         mask = drop_existing_lesions(mask, *baseline, spacing=spacing, inside=roi).astype(np.uint8)
     return mask, prob

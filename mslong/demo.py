@@ -76,8 +76,8 @@ METHODS = (
     Method("UNeXt triplanar", ("unext",)),
     Method("YOLO triplanar", ("yolo",)),
     Method("UNeXt + YOLO triplanar", ("unext", "yolo")),
-    # The default: roles from each model's record on these same validation patients (the demo
-    # has no third split), so the choice of leader is in-sample here (docs/results.md).
+    # The default: the leader by each model's record on these same validation patients (the
+    # demo has no third split), so the choice is in-sample here (docs/results.md).
     Method("UNeXt + YOLO lead", ("unext", "yolo"), vote="lead"),
 )
 

@@ -23,10 +23,10 @@ import pandas as pd
 from tqdm import tqdm
 
 from fusion.baseline import BASELINE_Z, subtraction_baseline
-from fusion.ensemble import LEAD, Roles
+from fusion.ensemble import LEAD
 from fusion.metrics import Lesions
 from fusion.reassemble import folder_thresholds, to_scan_grid
-from fusion.record import describe_roles, member_roles
+from fusion.record import describe_leader, member_leader
 from fusion.verify import load_verifier, verify
 from fusion.views import fuse_case
 from fusion.voting import VOLUME, check_min_votes, operating_level
@@ -209,9 +209,9 @@ def segment_patient(
         per_model = (
             folder_thresholds(own if threshold is None else threshold, len(predictors)) if predictors else []
         )
-        roles = None
+        leader = None
         if predictors:  # before the slow steps: a wrong --validation folder stops here
-            vote, roles = _fusion_rule(vote, predictors, per_model, validation)
+            vote, leader = _fusion_rule(vote, predictors, per_model, validation)
         try:
             prepared = prepare_case(
                 t1,
@@ -257,7 +257,7 @@ def segment_patient(
         baseline = None if keep_existing else (prepared.volumes["t0"], prepared.volumes["t1"])
         with stage("fusion"):
             fused = fuse_case(views, vote, min_votes, threshold, min_size_mm3, prepared.geometry.spacing,
-                              baseline, planes, prepared.roi, members, roles)  # fmt: skip
+                              baseline, planes, prepared.roi, members, leader)  # fmt: skip
             mask, prob = to_scan_grid(prepared.geometry, *fused, operating_level(threshold), min_size_mm3)
         with stage("writing"):
             table = lesion_table(mask, prob, t1_img.affine)
@@ -286,8 +286,8 @@ def segment_patient(
 
 def _fusion_rule(
     vote: str, predictors: Sequence[Predictor], thresholds: Sequence[float], validation: Sequence[Path]
-) -> tuple[str, Roles | None]:
-    """``vote``; for ``lead`` with several models, their roles from ``validation``, or the vote
+) -> tuple[str, int | None]:
+    """``vote``; for ``lead`` with several models, the leader by ``validation``, or the vote
     before (``triplanar``: every model alike) when there is nothing to judge them by."""
     if vote != LEAD:
         return vote, None
@@ -303,18 +303,18 @@ def _fusion_rule(
             "--validation", f"give one folder per model ({len(predictors)}), not {len(validation)}"
         )
     shas = tuple(file_sha256(p.weights) if p.weights.is_file() else None for p in predictors)
-    roles = _roles(tuple(map(Path, validation)), tuple(thresholds), shas)
-    return (LEAD, roles) if roles else ("triplanar", None)
+    leader = _leader(tuple(map(Path, validation)), tuple(thresholds), shas)
+    return (LEAD, leader) if leader is not None else ("triplanar", None)
 
 
 @functools.cache
-def _roles(
+def _leader(
     validation: tuple[Path, ...], thresholds: tuple[float, ...], shas: tuple[str | None, ...]
-) -> Roles | None:
-    """The models' roles, worked out once per process (a list of patients shares them)."""
-    roles, records = member_roles(validation, thresholds, shas)
-    print(describe_roles(roles, records, validation, "mslong segment"))
-    return roles
+) -> int | None:
+    """The leading model, worked out once per process (a list of patients shares it)."""
+    leader, records = member_leader(validation, thresholds, shas)
+    print(describe_leader(leader, records, validation, "mslong segment"))
+    return leader
 
 
 def lesion_table(mask: np.ndarray, prob: np.ndarray, affine: np.ndarray) -> pd.DataFrame:

@@ -1,4 +1,4 @@
-"""The lead rule: members given roles by their validation record (fusion.ensemble, fusion.record)."""
+"""The lead rule: the model with the best validation record fuses (fusion.ensemble, fusion.record)."""
 
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from fusion.ensemble import Roles, fuse_lead
+from fusion.ensemble import leader_of
 from fusion.reassemble import ReassembleOptions, reassemble
-from fusion.record import member_roles, proven_roles, validation_record
-from fusion.views import read_views
+from fusion.record import member_leader, validation_record
+from fusion.views import fuse_case, read_views
 from fusion.voting import fuse_views
 from runtime.errors import InputError
 from runtime.predictions import encode_probability
@@ -26,55 +26,36 @@ from slicer.writer import read_roi
 PLANES = list(ORIENTATIONS)
 
 
-def _record(f1: float, precision: float, dice: float = 0.5) -> dict:
-    return {"cases": ["a"], "views": {"triplanar": {"f1": f1, "precision": precision, "dice": dice}}}
+def _record(f1: float | None, dice: float) -> dict:
+    return {"cases": ["a"], "views": {"triplanar": {"f1": f1, "precision": 0.9, "dice": dice}}}
 
 
-def test_roles_follow_the_records() -> None:
-    roles = Roles.from_records([_record(0.4, 0.9), _record(0.7, 0.8), _record(0.5, 0.85)])
-    assert roles == Roles(leader=1, trusted=(2, 0))  # both at least as precise, the better first
-    assert Roles.from_records([_record(0.6, 0.95), _record(0.2, 0.5)]) == Roles(0, ())
-    # F1 and Dice weigh alike: a slightly better F1 does not make up for much worse outlines.
-    assert Roles.from_records([_record(0.65, 0.9, dice=0.71), _record(0.67, 0.9, dice=0.55)]).leader == 0
-    assert Roles.from_records([_record(0.6, 0.9, dice=0.4), _record(0.6, 0.9, dice=0.7)]).leader == 1
-    assert Roles.from_records([_record(0.6, 0.9), None]) is None
-    assert Roles.from_records([_record(0.6, 0.9), {"views": {"triplanar": {"f1": None}}}]) is None
-    assert Roles.from_records([None]) == Roles(0)
+def test_the_leader_has_the_best_mean_of_f1_and_dice() -> None:
+    assert leader_of([_record(0.4, 0.6), _record(0.7, 0.6), _record(0.5, 0.6)]) == 1
+    # A slightly better F1 does not make up for much worse outlines.
+    assert leader_of([_record(0.65, 0.71), _record(0.67, 0.55)]) == 0
+    assert leader_of([_record(0.6, 0.5), _record(0.5, 0.6)]) == 0  # equal means: F1 decides
+    assert leader_of([_record(0.6, 0.9), None]) is None
+    assert leader_of([_record(0.6, 0.9), _record(None, 0.5)]) is None
+    assert leader_of([None]) == 0
 
 
-def _cube(shape: tuple[int, int, int], corner: tuple[int, int, int], size: int, value: float) -> np.ndarray:
-    volume = np.zeros(shape, np.float32)
-    volume[tuple(slice(c, c + size) for c in corner)] = value
-    return volume
-
-
-def test_one_member_leads_alone_exactly() -> None:
+def test_lead_is_the_leaders_own_vote_exactly() -> None:
     rng = np.random.default_rng(0)
-    views = [ndimage.gaussian_filter(rng.random((20, 20, 20)), 2).astype(np.float32) for _ in PLANES]
-    level = float(np.quantile(views[0], 0.9))
-    expected = fuse_views(views, "triplanar", None, level, 0, 1.0, PLANES)
-    got = fuse_lead(views, PLANES, [0, 0, 0], Roles(0), threshold=level, min_size_mm3=0)
+    leader = [ndimage.gaussian_filter(rng.random((20, 20, 20)), 2).astype(np.float32) for _ in PLANES]
+    other = [np.maximum(view, 0.6 * (rng.random(view.shape) > 0.97)).astype(np.float32) for view in leader]
+    level = float(np.quantile(leader[0], 0.9))
+    expected = fuse_views(leader, "triplanar", None, level, 0, 1.0, PLANES)
+    views, members = other + leader, [0, 0, 0, 1, 1, 1]
+    got = fuse_case(views, "lead", None, level, 0, 1.0, planes=PLANES * 2, members=members, leader=1)
     np.testing.assert_array_equal(got[0], expected[0])
     np.testing.assert_array_equal(got[1], expected[1])
-
-
-def test_an_untrusted_member_has_no_say_a_trusted_one_confirms_and_proposes() -> None:
-    shape = (24, 24, 24)
-    lesion = _cube(shape, (4, 4, 4), 3, 0.9)
-    seen_once = _cube(shape, (14, 4, 4), 3, 0.9)  # the leader sees it on one plane only
-    leader = [lesion + seen_once, lesion, lesion]
-    other_lesion = _cube(shape, (4, 14, 14), 3, 0.9)  # the leader misses it
-    wide = np.maximum(ndimage.binary_dilation(lesion > 0, iterations=2) * 0.8, lesion)
-    other = [wide + seen_once + other_lesion] * 3
-    views, members = leader + other, [0, 0, 0, 1, 1, 1]
-
-    alone, _ = fuse_lead(views, PLANES * 2, members, Roles(0), min_size_mm3=0)
-    np.testing.assert_array_equal(alone, lesion > 0)  # the leader's lesion, with its own outline
-    together, _ = fuse_lead(views, PLANES * 2, members, Roles(0, trusted=(1,)), min_size_mm3=0)
-    assert together[lesion > 0].all() and together[seen_once > 0].all() and together[other_lesion > 0].all()
-    assert together.sum() == (lesion > 0).sum() + (seen_once > 0).sum() + (other_lesion > 0).sum()
-    today, _ = fuse_views(views, "triplanar", None, 0.5, 0, 1.0, PLANES * 2)
-    assert today.sum() > together.sum()  # the max merge takes the wide outline
+    # Each model at its own operating point: the leader's views on the common scale (0.5).
+    calibrated = fuse_case(views, "lead", None, [0.3] * 3 + [level] * 3, 0, 1.0, planes=PLANES * 2,
+                           members=members, leader=1)  # fmt: skip
+    np.testing.assert_array_equal(calibrated[0], expected[0])
+    with pytest.raises(ValueError, match="leader"):
+        fuse_case(views, "lead", None, level, 0, 1.0, planes=PLANES * 2)
 
 
 def _write_volume_pngs(volume: np.ndarray, rows, folder: Path) -> None:
@@ -109,13 +90,8 @@ def members(phantom_export: Path, tmp_path_factory: pytest.TempPathFactory) -> d
         centre = np.round(ndimage.center_of_mass(read_roi(phantom_export, geometry))).astype(int)
         worse[tuple(slice(c + 6, c + 9) for c in centre)] = 1.0
         _write_volume_pngs(worse, rows, root / "worse")
-        labels, n = ndimage.label(truth)
-        _write_volume_pngs(
-            (truth & (labels != 1)).astype(np.float32) if n > 1 else truth * 0.0, rows, root / "partial"
-        )
     _provenance(root / "worse", phantom_export, "worse")
-    _provenance(root / "partial", phantom_export, "partial")
-    return {"good": good, "worse": root / "worse", "partial": root / "partial"}
+    return {"good": good, "worse": root / "worse"}
 
 
 def test_the_record_scores_each_plane_and_the_models_own_vote(
@@ -127,19 +103,10 @@ def test_the_record_scores_each_plane_and_the_models_own_vote(
     worse = validation_record(phantom_export, members["worse"], 0.5)
     assert worse["cases"] == good["cases"] and len(good["cases"]) == 2
     assert worse["views"]["triplanar"]["dice"] < 0.9
-    roles, records = member_roles([members["worse"], members["good"]], [0.5, 0.5], ["worse", "good"])
-    assert roles.leader == 1 and records[1] == good
-
-
-def test_a_member_is_trusted_only_where_its_role_helps_on_validation(
-    phantom_export: Path, members: dict[str, Path]
-) -> None:
-    folders, thresholds = [members["partial"], members["good"], members["worse"]], [0.5] * 3
-    # The truth adds the lesions a leader missed; a model with wide outlines and a false lesion does not.
-    assert proven_roles(phantom_export, folders, thresholds, Roles(0, (2, 1))) == Roles(0, (1,))
-    assert proven_roles(phantom_export, folders, thresholds, Roles(1, (0, 2))) == Roles(1, ())
+    leader, records = member_leader([members["worse"], members["good"]], [0.5, 0.5], ["worse", "good"])
+    assert leader == 1 and records[1] == good
     with pytest.raises(InputError, match="other weights"):
-        member_roles([members["worse"]], [0.5], ["good"])
+        member_leader([members["worse"]], [0.5], ["good"])
 
 
 def test_reassemble_lets_the_better_model_lead(
@@ -158,7 +125,7 @@ def test_reassemble_lets_the_better_model_lead(
         np.testing.assert_array_equal(led[case], mask)
     assert sum(int(m.sum()) for m in today.values()) > sum(int(m.sum()) for m in alone.values())
     record = json.loads((tmp_path / "lead_worse_good" / "provenance.json").read_text())
-    assert record["vote"] == "lead" and record["roles"]["leader"] == 1
+    assert record["vote"] == "lead" and record["leader"] == 1
     assert record["validation"][1]["views"]["triplanar"]["f1"] == 1.0
 
 

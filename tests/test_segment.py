@@ -247,7 +247,7 @@ def test_segment_lead_rule_matches_reassemble(
     preds = val_preds
     fused = tmp_path / "fused"
     reassemble(ReassembleOptions(slices=phantom_export, preds=[preds, preds], out=fused, cases=[case_id]))
-    assert json.loads((fused / "provenance.json").read_text())["roles"]["leader"] == 0
+    assert json.loads((fused / "provenance.json").read_text())["leader"] == 0
     out = tmp_path / "seg.nii.gz"
     segment_patient(case.t0, case.t1, out, [unext_weights] * 2, device="cpu", validation=[preds] * 2,
                     brain_mask_file=case.brain_mask)  # fmt: skip
