@@ -1,15 +1,17 @@
-"""Ensembles against their members on a held-out phantom: every member alone, today's vote, the
-ensemble rule weighted by each member's validation record; mean and spread over training seeds.
+"""Ensembles against their members on held-out phantoms: every member alone, the vote before
+(triplanar), the default lead rule (the model with the best validation record); mean and spread
+over training seeds.
 
-A phantom of ``--cases`` patients at 1.5 mm is split three ways: ``--train`` patients train,
-``--val`` patients give each model its validation record (``fusion.record``), ``--test``
-patients are scored (MSSEG-2 rules against the consensus, ``make demo``'s table). Per training
-seed: UNeXt and YOLOv9t-seg-long as ``make demo`` trains them, and a deliberately weak member,
-YOLO after one epoch. Each model predicts the validation and test slices into one folder, whose
-``provenance.json`` then holds its record. Every trained model and prediction is cached in
-``--work``; a second run only fuses and scores.
+A phantom of ``--cases`` patients at 1.5 mm is split three ways: the rest trains, ``--val``
+patients give each model its validation record (``fusion.record``), ``--test`` patients are
+scored (MSSEG-2 rules against the consensus, ``make demo``'s table); each ``--fresh-seeds``
+phantom of ``--fresh-cases`` patients is scored too. Per training seed: UNeXt and
+YOLOv9t-seg-long as ``make demo`` trains them, and a deliberately weak member, YOLO after one
+epoch. Each model predicts the validation slices and each test set into folders of their own;
+``reassemble --validation`` reads the records from the validation folders. Every trained model
+and prediction is cached in ``--work``; a second run only fuses and scores.
 
-    python benchmarks/bench_ensemble.py --work benchmarks/output/ensemble --seeds 0 1 2
+    python benchmarks/bench_ensemble.py --seeds 0 1 2
 """
 
 from __future__ import annotations
