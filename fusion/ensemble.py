@@ -38,12 +38,11 @@ FUSION_RULES: tuple[str, ...] = (LEAD, *VOTE_MODES)
 
 
 def member_scores(record: Mapping[str, Any] | None) -> dict[str, float] | None:
-    """The scores of a model's own vote in its validation record (None without a usable one)."""
+    """Lesion F1 and Dice of a model's own vote in its validation record (None without a usable one)."""
     scores = (record or {}).get("views", {}).get("triplanar") or {}
-    values = {key: scores.get(key) for key in ("f1", "dice", "precision", "sensitivity")}
-    if values["f1"] is None:  # no validation case with new lesions
+    if scores.get("f1") is None:  # no validation case with new lesions
         return None
-    return {key: math.nan if value is None else float(value) for key, value in values.items()}
+    return {key: math.nan if scores.get(key) is None else float(scores[key]) for key in ("f1", "dice")}
 
 
 def leader_of(records: Sequence[Mapping[str, Any] | None]) -> int | None:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -54,40 +53,19 @@ def _complete_cases(rows: pd.DataFrame, listing: set[str]) -> list[str]:
     return sorted(complete.index[complete])
 
 
-@dataclass(frozen=True)
-class _Case:
-    """One validation case: what a model's fused masks of it are scored against."""
-
-    geometry: CaseGeometry
-    rows: pd.DataFrame
-    reference: np.ndarray
-    roi: np.ndarray | None
-    baseline: tuple[np.ndarray, np.ndarray] | None
-
-    @classmethod
-    def load(cls, export: Path, rows: pd.DataFrame) -> _Case:
-        geometry = CaseGeometry.load(export / "cases" / f"{rows['case'].iloc[0]}.json")
-        masks = read_views(rows, geometry, export / "masks" / VALIDATION_SPLIT)
-        reference = np.logical_or.reduce([view > 0.5 for view in masks.values()])
-        return cls(
-            geometry, rows, reference, read_roi(export, geometry), read_baseline(export, rows, geometry)
-        )
-
-    def score(
-        self, views: Sequence[np.ndarray], vote: str, threshold: float, planes: Sequence[str] | None = None
-    ) -> dict:
-        """MSSEG-2 scores of ``views`` fused as ``reassemble`` fuses them."""
-        spacing = self.geometry.spacing
-        fused = fuse_case(views, vote, None, threshold, spacing=spacing, baseline=self.baseline, planes=planes,
-                          roi=self.roi)  # fmt: skip
-        return score_case(self.reference, fused[0], (spacing,) * 3)
-
-
-def _case_scores(case: _Case, folder: Path, listing: set[str], threshold: float) -> dict:
-    views = read_views(case.rows, case.geometry, folder, listing)
-    scores = {plane: case.score([view], "none", threshold) for plane, view in views.items()}
-    scores["triplanar"] = case.score(list(views.values()), "triplanar", threshold, planes=list(views))
-    return scores
+def _case_scores(export: Path, rows: pd.DataFrame, folder: Path, listing: set[str], threshold: float) -> dict:
+    """MSSEG-2 scores of one validation case, each plane alone and the model's own vote."""
+    geometry = CaseGeometry.load(export / "cases" / f"{rows['case'].iloc[0]}.json")
+    masks = read_views(rows, geometry, export / "masks" / VALIDATION_SPLIT)
+    reference = np.logical_or.reduce([view > 0.5 for view in masks.values()])
+    views = read_views(rows, geometry, folder, listing)
+    context = {"spacing": geometry.spacing, "baseline": read_baseline(export, rows, geometry),
+               "roi": read_roi(export, geometry)}  # fmt: skip
+    fused = {plane: fuse_case([view], "none", None, threshold, **context)[0] for plane, view in views.items()}
+    fused["triplanar"] = fuse_case(
+        list(views.values()), "triplanar", None, threshold, planes=list(views), **context
+    )[0]
+    return {view: score_case(reference, mask, (geometry.spacing,) * 3) for view, mask in fused.items()}
 
 
 def _summary(per_case: list[dict]) -> dict[str, float]:
@@ -111,8 +89,9 @@ def validation_record(export: Path, folder: Path, threshold: float) -> dict[str,
     cases = _complete_cases(rows, listing)
     if not cases:
         return None
-    per_case = [_case_scores(_Case.load(export, rows[rows["case"] == case]), folder, listing, threshold)
-                for case in cases]  # fmt: skip
+    per_case = [
+        _case_scores(export, rows[rows["case"] == case], folder, listing, threshold) for case in cases
+    ]
     views: Mapping[str, Any] = {view: _summary([scores[view] for scores in per_case]) for view in per_case[0]}
     return {"split": VALIDATION_SPLIT, "cases": cases, "threshold": threshold, "views": dict(views)}
 
