@@ -66,6 +66,7 @@ from simulation.evolution import simulate_evolution
 from simulation.phantom import write_phantom
 from simulation.phantom.acquisition import slices_per_thick, thick_affine, thicken
 from simulation.phantom.case import MASK_FRACTION
+from slicer.brain import acquired
 from slicer.dataset_yaml import write_train_listing
 from slicer.datasets import load_dataset
 from slicer.export import EVOLUTION_DRIFT, ExportOptions, case_seed, export_dataset
@@ -168,10 +169,11 @@ def score_pair(
 
 def _outside_brain(prediction: np.ndarray, patient: Path) -> int:
     """Predicted lesions with voxels outside the dataset's brain mask (dilated by 3 voxels) or
-    outside the field of view both co-registered scans acquired (their voxels are 0 there)."""
+    outside the field of view both co-registered scans acquired (the zero fill beyond it, as
+    :func:`slicer.brain.acquired` finds it: a zero inside the head is tissue)."""
     allowed = ndimage.binary_dilation(load_mask(patient / "brain_mask.nii.gz")[0] > 0, iterations=3)
     for name in INPUTS["co-registered"]:
-        allowed &= np.asarray(nib.load(patient / name).dataobj) != 0
+        allowed &= acquired(np.asarray(nib.load(patient / name).dataobj))
     labels, _ = ndimage.label(prediction)
     return len(np.unique(labels[(labels > 0) & ~allowed]))
 

@@ -14,6 +14,8 @@ Three pieces keep every comparison to the brain both scans saw:
 - :func:`acquired`: the voxels a scan acquired: everything but the zero-valued regions
   connected to the grid's border, which is what a middle-space resampling writes where the
   scan's field of view ends (air outside the head is not brain, so it may go too).
+- :func:`fov_interior`: the joint field of view less its outer voxel layer, where a
+  resampled scan's values mix with the zero fill; lesions are looked for inside it.
 - :func:`check_joint_fov`: a pair whose joint field of view misses most of the brain
   cannot be compared (:func:`slicer.register.register` carries the baseline's acquired
   region onto the follow-up's grid).
@@ -34,6 +36,7 @@ from pathlib import Path
 import cc3d
 import nibabel as nib
 import numpy as np
+from scipy import ndimage
 
 from runtime.errors import InputError
 from slicer.io import load_mask
@@ -44,6 +47,7 @@ __all__ = [
     "brain_mask",
     "compute_brain_mask",
     "acquired",
+    "fov_interior",
     "check_joint_fov",
 ]
 
@@ -126,6 +130,15 @@ def acquired(volume: np.ndarray) -> np.ndarray:
     ]
     outside = np.unique(np.concatenate([face.ravel() for face in faces]))
     return ~np.isin(labels, outside[outside > 0])
+
+
+def fov_interior(joint: np.ndarray) -> np.ndarray:
+    """The joint field of view less its outer voxel layer (6-connected), except along the grid's border.
+
+    Where a scan was resampled into a shared space, its edge voxels mix its values with the
+    zero written beyond its field of view: a darker baseline there reads as brightening.
+    """
+    return ndimage.binary_erosion(joint, border_value=1)
 
 
 def check_joint_fov(brain: np.ndarray, joint: np.ndarray, scan: Path) -> float:

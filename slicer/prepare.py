@@ -25,7 +25,7 @@ import numpy as np
 
 from runtime.lesions import bounding_box
 from runtime.timing import stage
-from slicer.brain import acquired, check_joint_fov
+from slicer.brain import acquired, check_joint_fov, fov_interior
 from slicer.geometry import AXIS_OF, CaseGeometry, slice_image
 from slicer.io import spacing_of
 from slicer.normalise import (
@@ -69,7 +69,8 @@ class PreparedCase:
         normalised: float32 [0, 1] volumes ``t1n`` and ``t0n``.
         head: boolean head mask on the export grid.
         roi: where new lesions are looked for on the export grid: the brain (the head without
-            a brain mask) inside the field of view both scans acquired.
+            a brain mask) inside the field of view both scans acquired, less its outer layer
+            (:func:`slicer.brain.fov_interior`).
         mask: uint8 0/1 new-lesion mask on the export grid (or None).
         soft: optional uint8 0..255 soft mask (mean of raters) on the export grid.
         registration: what brought t0 onto t1 (None without t0).
@@ -169,7 +170,8 @@ def prepare_case(
         geometry = _crop_geometry(t1_img, region, spacing)
         head = geometry.to_export(head_original.astype(np.uint8), order=0) > 0
         fov = geometry.to_export(joint.astype(np.uint8), order=0) > 0
-        roi = (geometry.to_export(region.astype(np.uint8), order=0) > 0) & fov
+        inner = geometry.to_export(fov_interior(joint).astype(np.uint8), order=0) > 0
+        roi = (geometry.to_export(region.astype(np.uint8), order=0) > 0) & inner
         t1_export = geometry.to_export(t1, order=1)
         t0_export = None if t0 is None else geometry.to_export(t0, order=1)
     with stage("normalisation"):

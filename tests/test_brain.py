@@ -15,7 +15,7 @@ import pytest
 from fusion.reassemble import ReassembleOptions, reassemble, to_scan_grid
 from fusion.views import fuse_case
 from runtime.errors import InputError
-from slicer.brain import acquired, brain_mask, check_joint_fov, compute_brain_mask
+from slicer.brain import acquired, brain_mask, check_joint_fov, compute_brain_mask, fov_interior
 from slicer.datasets import load_dataset
 from slicer.export import ExportOptions, export_dataset
 from slicer.geometry import CaseGeometry
@@ -105,6 +105,35 @@ def test_missing_baseline_is_neutral_and_outside_the_roi(short_fov_root: Path) -
     assert (prepared.volumes["diff"][tissue] == 128).all() and (prepared.volumes["t0"][tissue] == 0).all()
     assert not (prepared.roi & tissue).any()
     assert 0.5 < prepared.info["joint_fov_share"] < 1.0
+
+
+def test_fov_interior_drops_the_layer_next_to_the_zero_fill_not_the_grid_border() -> None:
+    joint = np.ones((6, 6, 6), bool)
+    joint[:, :, :2] = False
+    inner = fov_interior(joint)
+    assert not inner[:, :, 2].any() and inner[:, :, 3:].all()
+
+
+def test_a_darker_baseline_at_its_field_of_view_edge_is_no_lesion(short_fov_root: Path, tmp_path: Path) -> None:
+    # A resampled scan's edge voxels mix its values with the zero fill: t0 is dimmer there.
+    case = tmp_path / "013"
+    _copy_case(short_fov_root / "013", case)
+    t0 = nib.load(case / T0_NAME)
+    data = np.asarray(t0.dataobj).copy()
+    edge = int(MISSING_SHARE * data.shape[2])
+    data[:, :, edge] //= 3
+    nib.save(nib.Nifti1Image(data, t0.affine, t0.header), case / T0_NAME)
+    t1_path = case / "flair_time02_on_middle_space.nii.gz"
+    t1, t1_img = load_volume(t1_path)
+    brain = t1 > np.percentile(t1, 40)
+    prepared = prepare_case(t1, t1_img, data.astype(np.float32), t0, spacing=1.0, register="none", brain=brain)
+    layer = np.zeros(data.shape, np.uint8)
+    layer[:, :, edge] = 1
+    on_edge = prepared.geometry.to_export(layer, order=0) > 0
+    dimmed = on_edge & prepared.head & (prepared.volumes["diff"] > 160)
+    assert dimmed.sum() > 100  # the edge reads as brightening...
+    assert not (prepared.roi & on_edge).any()  # ...but lies outside the region of interest
+    assert (prepared.roi & ~on_edge & prepared.head).any()
 
 
 def test_export_saves_the_roi_and_fusion_respects_it(short_fov_root: Path, tmp_path: Path) -> None:
