@@ -33,13 +33,13 @@ import functools
 import warnings
 from pathlib import Path
 
-import cc3d
 import nibabel as nib
 import numpy as np
 from scipy import ndimage
 
 from runtime.errors import InputError
 from slicer.io import load_mask
+from slicer.normalise import fill_holes
 
 __all__ = [
     "BRAIN_MASK_MODES",
@@ -119,17 +119,7 @@ def brain_mask(
 
 def acquired(volume: np.ndarray) -> np.ndarray:
     """Voxels the scan acquired: all but the zero-valued regions that touch the grid's border."""
-    zero = np.ascontiguousarray(volume == 0)
-    if not zero.any():
-        return np.ones(volume.shape, bool)
-    labels = cc3d.connected_components(zero, connectivity=6)
-    faces = [
-        labels[tuple(slice(None) if a != axis else end for a in range(3))]
-        for axis in range(3)
-        for end in (0, -1)
-    ]
-    outside = np.unique(np.concatenate([face.ravel() for face in faces]))
-    return ~np.isin(labels, outside[outside > 0])
+    return fill_holes(np.asarray(volume) != 0)
 
 
 def fov_interior(joint: np.ndarray) -> np.ndarray:

@@ -28,8 +28,11 @@ from scipy import ndimage
 from skimage.exposure import match_histograms
 from skimage.filters import threshold_otsu
 
+from runtime.threads import in_parallel
+
 __all__ = [
     "head_mask",
+    "fill_holes",
     "robust_rescale",
     "match_to_reference",
     "match_local_intensity",
@@ -51,7 +54,22 @@ def head_mask(volume: np.ndarray) -> np.ndarray:
     """
     foreground = volume > threshold_otsu(volume)
     largest = cc3d.largest_k(np.ascontiguousarray(foreground), k=1, connectivity=26) > 0
-    return ndimage.binary_fill_holes(largest)
+    return fill_holes(largest)
+
+
+def fill_holes(mask: np.ndarray) -> np.ndarray:
+    """``mask`` with every background region that does not touch the grid's border filled.
+
+    The result of ``scipy.ndimage.binary_fill_holes`` (6-connected background), by one
+    connected-component pass of cc3d, which is several times faster on a head-sized volume.
+    """
+    background = np.ascontiguousarray(~np.asarray(mask, bool))
+    if not background.any():
+        return ~background
+    labels = cc3d.connected_components(background, connectivity=6)
+    faces = [np.moveaxis(labels, axis, 0)[end] for axis in range(labels.ndim) for end in (0, -1)]
+    outside = np.unique(np.concatenate([face.ravel() for face in faces]))
+    return ~np.isin(labels, outside[outside > 0])
 
 
 def robust_rescale(volume: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -87,9 +105,11 @@ def match_local_intensity(
     A multiplicative field smoother than ``sigma_voxels`` (bias fields differ between
     sessions and scanners) is removed, while a lesion, much smaller than the kernel, is not.
     """
-    ratio = _masked_smooth(reference, mask, sigma_voxels) / np.maximum(
-        _masked_smooth(volume, mask, sigma_voxels), 1e-3
+    smooth_reference, smooth_volume = in_parallel(
+        lambda: _masked_smooth(reference, mask, sigma_voxels),
+        lambda: _masked_smooth(volume, mask, sigma_voxels),
     )
+    ratio = smooth_reference / np.maximum(smooth_volume, 1e-3)
     return np.where(mask, np.clip(volume * ratio, 0.0, 1.0), volume).astype(np.float32)
 
 

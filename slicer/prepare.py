@@ -18,12 +18,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 
 from runtime.lesions import bounding_box
+from runtime.threads import in_parallel
 from runtime.timing import stage
 from slicer.brain import acquired, check_joint_fov, fov_interior
 from slicer.geometry import AXIS_OF, CaseGeometry, slice_image
@@ -97,6 +99,10 @@ def difference_to_uint8(t1n: np.ndarray, t0n: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(NEUTRAL_DIFF + 127.5 * (t1n - t0n)), 0, 255).astype(np.uint8)
 
 
+def _mask_to_export(geometry: CaseGeometry, mask: np.ndarray) -> np.ndarray:
+    return geometry.to_export(mask.astype(np.uint8), order=0) > 0
+
+
 def _crop_geometry(t1_img: nib.Nifti1Image, region: np.ndarray, spacing: float) -> CaseGeometry:
     geometry = CaseGeometry.from_image(t1_img, spacing)
     margin = int(np.ceil(CROP_MARGIN_MM / spacing))
@@ -168,17 +174,21 @@ def prepare_case(
             t0 = None if t0 is None else n4_correct(t0, region & joint, voxel)
     with stage("resampling"):
         geometry = _crop_geometry(t1_img, region, spacing)
-        head = geometry.to_export(head_original.astype(np.uint8), order=0) > 0
-        fov = geometry.to_export(joint.astype(np.uint8), order=0) > 0
-        inner = geometry.to_export(fov_interior(joint).astype(np.uint8), order=0) > 0
-        roi = (geometry.to_export(region.astype(np.uint8), order=0) > 0) & inner
-        t1_export = geometry.to_export(t1, order=1)
-        t0_export = None if t0 is None else geometry.to_export(t0, order=1)
+        masks = (head_original, joint, fov_interior(joint), region)
+        t1_export, t0_export, head, fov, inner, brain_export = in_parallel(
+            lambda: geometry.to_export(t1, order=1),
+            lambda: None if t0 is None else geometry.to_export(t0, order=1),
+            *(partial(_mask_to_export, geometry, mask) for mask in masks),
+        )
+        roi = brain_export & inner
     with stage("normalisation"):
-        normalised = {"t1n": robust_rescale(t1_export, roi)}
-        volumes = {"t1": to_uint8(normalised["t1n"])}
-        if t0_export is not None:
-            t0n = robust_rescale(t0_export, roi)
+        t1n, t0n = in_parallel(
+            lambda: robust_rescale(t1_export, roi),
+            lambda: None if t0_export is None else robust_rescale(t0_export, roi),
+        )
+        normalised = {"t1n": t1n}
+        volumes = {"t1": to_uint8(t1n)}
+        if t0n is not None:
             if match_histograms:
                 t0n = np.clip(match_to_reference(t0n, normalised["t1n"], roi), 0.0, 1.0)
             t0n = match_local_intensity(t0n, normalised["t1n"], roi, LOCAL_MATCHING_MM / spacing)

@@ -24,6 +24,7 @@ import tifffile
 
 from runtime.errors import InputError
 from runtime.files import save_nifti
+from runtime.threads import map_in_parallel
 from slicer.geometry import AXIS_OF, ORIENTATIONS, CaseGeometry, slice_image, volume_from_images
 from slicer.io import load_mask
 from slicer.labels import yolo_lines
@@ -135,34 +136,37 @@ def write_case_slices(
     pictured = prepared.soft if prepared.soft is not None else label * np.uint8(255)
     drop_empty = drop_empty if split == "train" else 0.0
     change = _change_map(prepared) if drop_empty > 0 else None
-    rows = []
-    for orientation in orientations:
-        indices, pixels = _kept_slices(prepared, orientation, drop_empty, rng, change)
-        for index in indices:
-            stem = stem_of(case, orientation, int(index))
-            image_path, label_path, mask_path = case_paths(out, split, stem)
-            image = slice_channels(prepared, orientation, int(index), recipe, context)
-            label_slice = slice_image(label, orientation, int(index))
-            lines = yolo_lines(label_slice) if pixels[index] else []
-            written.extend((image_path, label_path, mask_path))
-            tifffile.imwrite(image_path, image, **TIFF_OPTIONS)
-            label_path.write_text("".join(f"{line}\n" for line in lines))
-            cv2.imwrite(str(mask_path), np.ascontiguousarray(slice_image(pictured, orientation, int(index))))
-            rows.append(
-                {
-                    "stem": stem,
-                    "case": case,
-                    "split": split,
-                    "orientation": orientation,
-                    "index": int(index),
-                    "height": image.shape[1],
-                    "width": image.shape[2],
-                    "crop": crop,
-                    "lesion_pixels": int(pixels[index]),
-                    "instances": len(lines),
-                }
-            )
-    return rows
+    kept = {
+        orientation: _kept_slices(prepared, orientation, drop_empty, rng, change)
+        for orientation in orientations
+    }
+
+    def write_slice(orientation: str, index: int) -> dict[str, object]:
+        stem = stem_of(case, orientation, index)
+        image_path, label_path, mask_path = case_paths(out, split, stem)
+        image = slice_channels(prepared, orientation, index, recipe, context)
+        lesion_pixels = int(kept[orientation][1][index])
+        lines = yolo_lines(slice_image(label, orientation, index)) if lesion_pixels else []
+        written.extend((image_path, label_path, mask_path))
+        tifffile.imwrite(image_path, image, **TIFF_OPTIONS)
+        label_path.write_text("".join(f"{line}\n" for line in lines))
+        cv2.imwrite(str(mask_path), np.ascontiguousarray(slice_image(pictured, orientation, index)))
+        return {
+            "stem": stem,
+            "case": case,
+            "split": split,
+            "orientation": orientation,
+            "index": index,
+            "height": image.shape[1],
+            "width": image.shape[2],
+            "crop": crop,
+            "lesion_pixels": lesion_pixels,
+            "instances": len(lines),
+        }
+
+    # zlib and the file system release the GIL: slices are written side by side, rows kept in order.
+    slices = [(orientation, int(index)) for orientation, (indices, _) in kept.items() for index in indices]
+    return list(map_in_parallel(lambda item: write_slice(*item), slices))
 
 
 def read_slice_image(path: str | Path, channels: int | None = None) -> np.ndarray:

@@ -12,7 +12,6 @@ import csv
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
-import albumentations as A
 import cv2
 import numpy as np
 import torch
@@ -150,6 +149,8 @@ class Augment:
     """
 
     def __init__(self, imgsz: int, channel_groups: Mapping[str, Sequence[int]], seed: int = 0) -> None:
+        import albumentations as A  # training only: its import would slow every prediction's start-up
+
         self.spatial = A.Compose(
             [
                 A.PadIfNeeded(imgsz, imgsz, border_mode=cv2.BORDER_REFLECT_101),
