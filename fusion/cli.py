@@ -17,6 +17,7 @@ from runtime.arguments import defaults_from, given_arguments
 from runtime.cluster import add_cluster_arguments, cluster_options
 from runtime.errors import cli_entry
 from runtime.files import check_fresh, check_not_input
+from runtime.provenance import read_provenance
 from slicer.datasets import SPLITS
 from slicer.geometry import ORIENTATIONS
 
@@ -166,7 +167,8 @@ def reassemble_main(argv: Sequence[str] | None = None) -> None:
     cluster = cluster_options(args, args.out, "reassemble")
     written = reassemble(options, cluster.shard, cluster)
     views = f"{len(options.preds)} folder(s) x {len(options.orientations)} plane(s)"
-    print(f"reassemble: wrote {len(written)} case(s) ({options.vote} vote over {views}) to {options.out}")
+    vote = (read_provenance(options.out) or {}).get("vote", options.vote)  # lead may fall back to triplanar
+    print(f"reassemble: wrote {len(written)} case(s) ({vote} vote over {views}) to {options.out}")
 
 
 @cli_entry

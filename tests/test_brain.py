@@ -114,7 +114,9 @@ def test_fov_interior_drops_the_layer_next_to_the_zero_fill_not_the_grid_border(
     assert not inner[:, :, 2].any() and inner[:, :, 3:].all()
 
 
-def test_a_darker_baseline_at_its_field_of_view_edge_is_no_lesion(short_fov_root: Path, tmp_path: Path) -> None:
+def test_a_darker_baseline_at_its_field_of_view_edge_is_no_lesion(
+    short_fov_root: Path, tmp_path: Path
+) -> None:
     # A resampled scan's edge voxels mix its values with the zero fill: t0 is dimmer there.
     case = tmp_path / "013"
     _copy_case(short_fov_root / "013", case)
@@ -126,7 +128,9 @@ def test_a_darker_baseline_at_its_field_of_view_edge_is_no_lesion(short_fov_root
     t1_path = case / "flair_time02_on_middle_space.nii.gz"
     t1, t1_img = load_volume(t1_path)
     brain = t1 > np.percentile(t1, 40)
-    prepared = prepare_case(t1, t1_img, data.astype(np.float32), t0, spacing=1.0, register="none", brain=brain)
+    prepared = prepare_case(
+        t1, t1_img, data.astype(np.float32), t0, spacing=1.0, register="none", brain=brain
+    )
     layer = np.zeros(data.shape, np.uint8)
     layer[:, :, edge] = 1
     on_edge = prepared.geometry.to_export(layer, order=0) > 0

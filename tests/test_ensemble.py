@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
+from fusion.cli import reassemble_main
 from fusion.ensemble import leader_of
 from fusion.reassemble import ReassembleOptions, reassemble
 from fusion.record import member_leader, validation_record
@@ -130,11 +131,13 @@ def test_reassemble_lets_the_better_model_lead(
 
 
 def test_reassemble_without_records_votes_alike(
-    phantom_export: Path, members: dict[str, Path], tmp_path: Path
+    phantom_export: Path, members: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     bare = shutil.copytree(
         members["good"], tmp_path / "bare", ignore=shutil.ignore_patterns("provenance.json")
     )
     out = tmp_path / "seg"
-    reassemble(ReassembleOptions(slices=phantom_export, preds=[members["worse"], bare], out=out, split="val"))
+    preds = [str(members["worse"]), str(bare)]
+    reassemble_main(["--slices", str(phantom_export), "--preds", *preds, "--out", str(out), "--split", "val"])
     assert json.loads((out / "provenance.json").read_text())["vote"] == "triplanar"
+    assert "(triplanar vote over 2 folder(s)" in capsys.readouterr().out.splitlines()[-1]
