@@ -67,6 +67,13 @@ def add_vote_arguments(parser: argparse.ArgumentParser, model: str) -> None:
         help="drop lesions of this many mm³ or less",
     )
     parser.add_argument(
+        "--orientations",
+        nargs="+",
+        choices=ORIENTATIONS,
+        help="planes whose slices become views (default: all three, or those the model was trained on); "
+        "e.g. axial, a thick axial scan's acquisition plane",
+    )
+    parser.add_argument(
         "--keep-existing",
         action="store_true",
         help="keep lesions already hyperintense at baseline (default: drop them, they are not new)",
@@ -112,12 +119,6 @@ def reassemble_parser() -> argparse.ArgumentParser:
     parser.add_argument("--save-prob", action="store_true", help="also write <case>_prob.nii.gz (float32)")
     parser.add_argument("--cases", nargs="+", help="only these case ids")
     parser.add_argument("--split", choices=SPLITS, help="only the cases of this split")
-    parser.add_argument(
-        "--orientations",
-        nargs="+",
-        choices=ORIENTATIONS,
-        help="planes whose slices become views; e.g. axial for a one-plane model",
-    )
     parser.add_argument(
         "--device", help="where an nnU-Net model folder among --preds runs (default: cuda if any)"
     )

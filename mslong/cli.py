@@ -40,6 +40,7 @@ SEGMENT_KEYWORDS = (
     "brain_mask_mode",
     "brain_mask_file",
     "batch",
+    "orientations",
     "save_prob",
     "baseline_z",
     "verifier",
@@ -143,6 +144,7 @@ def _check_segment_options(args: argparse.Namespace) -> None:
             ("min_votes", "--min-votes"),
             ("vote", "--vote"),
             ("validation", "--validation"),
+            ("orientations", "--orientations"),
         )
         for dest, flag in flags:
             if hasattr(args, dest):

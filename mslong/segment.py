@@ -93,22 +93,25 @@ def check_same_subject(
 
 
 def predict_views(
-    prepared: PreparedCase, predictors: Sequence, batch: int = 16
+    prepared: PreparedCase, predictors: Sequence, batch: int = 16, orientations: Sequence[str] | None = None
 ) -> list[tuple[str, np.ndarray]]:
-    """``(orientation, export-grid probability volume)`` per (model, orientation), sliced in memory;
-    a 3D model gives one view, of orientation :data:`fusion.voting.VOLUME`."""
+    """``(orientation, export-grid probability volume)`` per (model, plane it votes on: see
+    :func:`model_planes`), sliced in memory; a 3D model gives one view, of orientation
+    :data:`fusion.voting.VOLUME`."""
     views = []
     for predictor in predictors:
         with stage(f"model {predictor.name}"):
-            views += _model_views(prepared, predictor, batch)
+            views += _model_views(prepared, predictor, batch, model_planes(predictor, orientations))
     return views
 
 
-def _model_views(prepared: PreparedCase, predictor: Predictor, batch: int) -> list[tuple[str, np.ndarray]]:
+def _model_views(
+    prepared: PreparedCase, predictor: Predictor, batch: int, planes: Sequence[str]
+) -> list[tuple[str, np.ndarray]]:
     if predictor.predict_volume is not None:
         return [(VOLUME, predictor.predict_volume(prepared))]
     views = []
-    for orientation in ORIENTATIONS:
+    for orientation in planes:
         # The fusion zeroes every view outside the region of interest: a slice that misses it
         # (the neck, the skull's top, beyond the joint field of view) needs no prediction.
         axis = AXIS_OF[orientation]
@@ -131,8 +134,22 @@ def _model_views(prepared: PreparedCase, predictor: Predictor, batch: int) -> li
     return views
 
 
-def _planes(predictor: Predictor) -> tuple[str, ...]:
-    return (VOLUME,) if predictor.predict_volume is not None else ORIENTATIONS
+def model_planes(predictor: Predictor, orientations: Sequence[str] | None = None) -> tuple[str, ...]:
+    """The planes a model votes on: those it was trained on (all three for a checkpoint that does
+    not say), within ``orientations`` when given; a 3D model is one view.
+
+    Raises:
+        InputError: ``orientations`` holds none of the model's planes.
+    """
+    if predictor.predict_volume is not None:
+        return (VOLUME,)
+    trained = tuple(predictor.export.get("orientations") or ORIENTATIONS)
+    planes = tuple(plane for plane in trained if orientations is None or plane in orientations)
+    if not planes:
+        raise InputError(
+            "--orientations", f"{predictor.name} was trained on {', '.join(trained)} slices only"
+        )
+    return planes
 
 
 def segment_patient(
@@ -154,6 +171,7 @@ def segment_patient(
     brain_mask_mode: str | None = None,
     brain_mask_file: Path | None = None,
     batch: int = 16,
+    orientations: Sequence[str] | None = None,
     save_prob: bool = False,
     baseline_z: float = BASELINE_Z,
     verifier: Path | None = None,
@@ -172,6 +190,8 @@ def segment_patient(
     looked for in the brain both scans acquired: ``brain_mask_file`` (on the follow-up's grid)
     or a mask computed by deepbet (:func:`slicer.brain.brain_mask`, ``brain_mask_mode``).
     ``spacing``, ``brain_mask_mode``: None takes the models' (their export's), else 1 mm / auto.
+    ``orientations``: the planes whose slices are predicted and vote (None: each model's own,
+    those it was trained on; e.g. ``("axial",)``, a thick scan's acquisition plane).
     ``baseline_z``: the subtraction baseline's threshold on the robust z-score of the brightening.
     ``verifier``: without weights, the baseline proposes candidates at a low z and this trained
     lesion verifier (its file) accepts or rejects each (:mod:`fusion.verify`); None runs the
@@ -190,7 +210,9 @@ def segment_patient(
             with stage("load models"):
                 checker = load_verifier(verifier)
             trained = {"spacing": checker.spacing}
-        check_min_votes(min_votes, vote, [plane for p in predictors for plane in _planes(p)])
+        check_min_votes(
+            min_votes, vote, [plane for p in predictors for plane in model_planes(p, orientations)]
+        )
         if checker is None:
             trained = ensemble_settings(predictors)
         spacing = spacing or trained.get("spacing") or DEFAULT_SPACING
@@ -230,8 +252,8 @@ def segment_patient(
             raise InputError(time01, f"cannot be aligned with {Path(time02).name}: {error}") from None
         planes, members = None, None
         if predictors:
-            planes, views = zip(*predict_views(prepared, predictors, batch=batch), strict=True)
-            per_view = [len(_planes(p)) for p in predictors]
+            planes, views = zip(*predict_views(prepared, predictors, batch, orientations), strict=True)
+            per_view = [len(model_planes(p, orientations)) for p in predictors]
             threshold = [t for t, n in zip(per_model, per_view, strict=True) for _ in range(n)]
             members = [m for m, n in enumerate(per_view) for _ in range(n)]
         elif checker is not None:  # one view: each candidate's score

@@ -16,7 +16,9 @@ import yaml
 
 from fusion.metrics import score_case
 from fusion.reassemble import ReassembleOptions, reassemble
-from mslong.segment import LESION_COLUMNS, segment_patient
+from mslong.models import Predictor
+from mslong.segment import LESION_COLUMNS, model_planes, segment_patient
+from runtime.errors import InputError
 from runtime.lesions import count_lesions
 from slicer.datasets import load_dataset
 from slicer.io import load_mask
@@ -103,6 +105,40 @@ def test_segment_matches_reassemble(
     voxel_mm3 = float(np.prod(spacing))
     assert lesions["volume_mm3"].sum() == pytest.approx(in_memory.sum() * voxel_mm3)
     assert lesions["mean_probability"].between(0, 1).all()
+
+
+def test_segment_on_one_plane_matches_reassemble_on_it(
+    phantom_root: Path, phantom_export: Path, unext_weights: Path, val_preds: Path, tmp_path: Path
+):
+    case_id = _val_case(phantom_export)
+    case = next(c for c in load_dataset("phantom", root=phantom_root) if c.id == case_id)
+    fused = tmp_path / "fused"
+    reassemble(
+        ReassembleOptions(
+            slices=phantom_export, preds=[val_preds], out=fused, cases=[case_id], orientations=("axial",)
+        )
+    )
+    out = tmp_path / "seg.nii.gz"
+    segment_patient(
+        case.t0, case.t1, out, [unext_weights], orientations=("axial",), brain_mask_file=case.brain_mask
+    )
+    axial = np.asarray(nib.load(out).dataobj)
+    assert np.array_equal(axial, np.asarray(nib.load(fused / f"{case_id}.nii.gz").dataobj))
+    segment_patient(
+        case.t0, case.t1, tmp_path / "all.nii.gz", [unext_weights], brain_mask_file=case.brain_mask
+    )
+    assert not np.array_equal(axial, np.asarray(nib.load(tmp_path / "all.nii.gz").dataobj))
+
+
+def test_a_model_votes_on_the_planes_it_was_trained_on() -> None:
+    def model(export: dict) -> Predictor:
+        return Predictor("unext:m", ("t1",), 0, None, 0.5, export=export)
+
+    assert model_planes(model({})) == ("axial", "coronal", "sagittal")  # a checkpoint that does not say
+    assert model_planes(model({"orientations": ["axial"]})) == ("axial",)
+    assert model_planes(model({}), ("sagittal", "axial")) == ("axial", "sagittal")
+    with pytest.raises(InputError, match="--orientations: unext:m was trained on axial slices only"):
+        model_planes(model({"orientations": ["axial"]}), ("coronal",))
 
 
 def test_segment_list_loads_models_once(
