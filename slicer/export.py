@@ -43,9 +43,10 @@ import pandas as pd
 from scipy import ndimage
 from tqdm import tqdm
 
-from runtime.cluster import ClusterOptions, Shard, run_array, select_items
+from runtime.cluster import ClusterOptions, Shard, cap_threads, run_array, select_items
 from runtime.errors import InputError
 from runtime.files import atomic_path, check_not_input, new_folders
+from runtime.threads import thread_budget
 from simulation.evolution import simulate_evolution
 from slicer.brain import brain_mask
 from slicer.dataset_yaml import channel_names, write_export_yaml, write_train_listing
@@ -284,7 +285,10 @@ def _run(
                 progress.update()
             return results
         context = multiprocessing.get_context("spawn")  # fork is unsafe with SimpleITK/OpenMP threads
-        with ProcessPoolExecutor(options.workers, mp_context=context) as pool:
+        threads = (max(1, thread_budget() // options.workers),)  # the workers share this process's budget
+        with ProcessPoolExecutor(
+            options.workers, mp_context=context, initializer=cap_threads, initargs=threads
+        ) as pool:
             futures = [pool.submit(export_case, case, split, options) for case, split in todo]
             try:
                 for future in as_completed(futures):

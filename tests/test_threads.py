@@ -39,24 +39,24 @@ def test_fill_holes_is_scipys() -> None:
     assert not fill_holes(np.zeros((3, 3, 3), bool)).any() and fill_holes(np.ones((3, 3, 3), bool)).all()
 
 
-def test_export_is_byte_identical_on_one_thread_and_two(
-    phantom_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    folders = {}
-    for threads in ("1", "2"):
-        monkeypatch.setenv("OMP_NUM_THREADS", threads)
-        folders[threads] = tmp_path / f"threads{threads}"
-        case = sorted(p.name for p in phantom_root.iterdir() if p.is_dir())[0]
-        options = ExportOptions(
-            dataset="phantom", root=phantom_root, out=folders[threads], spacing=2.0, cases=[case]
-        )
-        export_dataset(options)
-    files = {
-        threads: {
-            p.relative_to(folder): p.read_bytes()
-            for p in folder.rglob("*")
-            if p.is_file() and p.suffix != ".yaml"
-        }
-        for threads, folder in folders.items()
+def _files(folder: Path) -> dict[Path, bytes]:
+    """Every file an export wrote but its YAML, which names the folder."""
+    return {
+        p.relative_to(folder): p.read_bytes()
+        for p in folder.rglob("*")
+        if p.is_file() and p.suffix != ".yaml"
     }
-    assert len(files["1"]) > 50 and files["1"] == files["2"]
+
+
+@pytest.mark.parametrize("threads, workers", [("1", 1), ("2", 2)])
+def test_export_is_byte_identical_however_it_shares_the_cores(
+    phantom_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, threads: str, workers: int
+) -> None:
+    cases = sorted(p.name for p in phantom_root.iterdir() if p.is_dir())[:2]
+    options = {"dataset": "phantom", "root": phantom_root, "spacing": 2.0, "cases": cases}
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    export_dataset(ExportOptions(out=tmp_path / "reference", **options))
+    monkeypatch.setenv("OMP_NUM_THREADS", threads)  # one thread, or two workers sharing two
+    export_dataset(ExportOptions(out=tmp_path / "other", workers=workers, **options))
+    reference = _files(tmp_path / "reference")
+    assert len(reference) > 100 and reference == _files(tmp_path / "other")
