@@ -9,7 +9,7 @@ TEST_ENV := CUDA_VISIBLE_DEVICES= OMP_NUM_THREADS=2
 
 .PHONY: install demo test lint benchmarks benchmarks-real clean
 # The real-scan benchmarks read a folder of real data (not in the repository): make benchmarks-real LJUBLJANA=DIR
-REAL_BENCHMARKS := benchmarks/bench_real.py benchmarks/bench_evolution.py benchmarks/bench_peers.py benchmarks/bench_bias.py
+REAL_BENCHMARKS := benchmarks/bench_real.py benchmarks/bench_evolution.py benchmarks/bench_peers.py benchmarks/bench_bias.py benchmarks/bench_planes.py
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)

@@ -139,19 +139,20 @@ def score_pair(
     source: str,
     weights: list[Path],
     out: Path,
-    spacing: float,
+    spacing: float | None,
     verifier: Path | str | None = None,
     validation: list[Path] | None = None,
-    **setting: float,
+    **setting: object,
 ) -> dict:
-    """``mslong segment`` on one real pair from one input, scored in the common space.
+    """``mslong segment`` on one real pair from one input, scored in the common space
+    (``spacing`` None: the models' own).
 
     ``verifier``: without weights, the lesion verifier that checks the baseline's candidates
     (None: the plain baseline). ``validation``: the models' predictions of their training
     export's validation cases: the lead rule fuses them (None: every model votes alike,
-    triplanar). ``setting``: the operating point, as
-    :func:`mslong.segment.segment_patient` takes it (``baseline_z``, ``threshold``,
-    ``min_votes``); its defaults otherwise. The record's ``by_size`` lists the reference's
+    triplanar). ``setting``: the operating point and planes, as
+    :func:`mslong.segment.segment_patient` takes them (``baseline_z``, ``threshold``,
+    ``min_votes``, ``orientations``); its defaults otherwise. The record's ``by_size`` lists the reference's
     lesions and the detected ones per size bin.
     """
     t0, t1 = (patient / name for name in INPUTS[source])

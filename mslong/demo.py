@@ -218,9 +218,10 @@ def _subtraction(options: DemoOptions, phantom: Path, out: Path, keep_existing: 
 
 
 def score_folder(
-    pred: Path, phantom: Path, out: Path, figures: bool = False, split: str = "val"
+    pred: Path, phantom: Path, out: Path, figures: bool = False, split: str | None = "val"
 ) -> dict[str, float]:
-    """The table's scores of one folder of masks against the consensus of the phantom's ``split``."""
+    """The table's scores of one folder of masks against the consensus of the phantom's ``split``
+    (None: a phantom without splits, every case)."""
     cases = [case.id for case in load_dataset(DATASET, root=phantom) if case.split == split]
     table = evaluate(
         EvaluateOptions(pred=pred, dataset=DATASET, root=phantom, out=out, cases=cases, figures=figures)
