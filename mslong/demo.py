@@ -267,8 +267,10 @@ def fuse_method(
 
 def _reassemble_all(options: DemoOptions, export: Path, preds: Path, results: Path) -> dict[str, Path]:
     folders = {model: preds / model for model in ("unext", "yolo")}
+    # The demo's fused folders are its own and take seconds: one made by an earlier mslong (another
+    # record) is remade rather than refused; finished cases of the same record are still kept.
     return {
-        method.name: fuse_method(method, export, folders, results / folder_name(method), options.overwrite)
+        method.name: fuse_method(method, export, folders, results / folder_name(method), overwrite=True)
         for method in METHODS
     }
 
