@@ -174,11 +174,13 @@ def prepare_case(
             t0 = None if t0 is None else n4_correct(t0, region & joint, voxel)
     with stage("resampling"):
         geometry = _crop_geometry(t1_img, region, spacing)
-        masks = (head_original, joint, fov_interior(joint), region)
         t1_export, t0_export, head, fov, inner, brain_export = in_parallel(
             lambda: geometry.to_export(t1, order=1),
             lambda: None if t0 is None else geometry.to_export(t0, order=1),
-            *(partial(_mask_to_export, geometry, mask) for mask in masks),
+            partial(_mask_to_export, geometry, head_original),
+            partial(_mask_to_export, geometry, joint),
+            lambda: _mask_to_export(geometry, fov_interior(joint)),  # the erosion runs in the pool too
+            partial(_mask_to_export, geometry, region),
         )
         roi = brain_export & inner
     with stage("normalisation"):
