@@ -57,12 +57,12 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from fusion.metrics import detection_by_size, score_case
-from fusion.verify_train import TrainingPlan, train_from_datasets
-from mslong.demo import predict_split, train_models
+from fusion.verify_train import TrainingPlan, donors_of, drawn_cases, read_pair, train_from_datasets
+from mslong.demo import predict_split, train_models, training_data
 from mslong.options import DemoOptions
 from mslong.segment import segment_patient
 from runtime.files import save_nifti
-from simulation.evolution import simulate_evolution
+from simulation.evolution import erase_lesions, simulate_evolution
 from simulation.phantom import write_phantom
 from simulation.phantom.acquisition import slices_per_thick, thick_affine, thicken
 from simulation.phantom.case import MASK_FRACTION
@@ -89,12 +89,18 @@ ROWS = (
     "pseudo",
     "pseudo-tuned",
     "pair",
+    "transplant",
+    "transplant-tuned",
+    "shipped",
 )
 VERIFIED = "Verified candidates"
 Z_GRID = (3.0, 4.0, 5.0, 6.0, 8.0)  # the calibrated row's candidate thresholds
 # The pseudo-tuned row's candidate operating points: a probability threshold for every model
 # (YOLO's probability is its instances' confidence, kept from 0.05) and the views that must agree.
 NETWORK_GRID = [{"threshold": t, "min_votes": v} for v in (1, 2) for t in (0.05, 0.1, 0.15, 0.25, 0.4)]
+# Validation slices the transplant rows' UNeXt is checked on each epoch: on 2 CPU cores 400
+# cost a quarter of an epoch of 64-pixel crops.
+VAL_SLICES = 200
 HELD_OUT_SEED = 1000  # seeds the held-out pseudo pairs' evolution apart from the trained ones
 BASELINE = "Subtraction baseline"
 MODEL_SETS = {"UNeXt": ("unext",), "YOLO": ("yolo",), "UNeXt + YOLO": ("unext", "yolo")}
@@ -284,11 +290,105 @@ def pseudo_root(
     return folder
 
 
+def transplant_root(root: Path, pairs: tuple[str, ...], draws: range, work: Path, seed: int) -> Path:
+    """Real lesions transplanted into real pairs, written in the longitudinal layout.
+
+    Each draw gives two cases per pair (``fusion.verify_train.drawn_cases``, as the verifier
+    trains on): the pair forward with lesions added to its follow-up (label: its own new lesions
+    and the added ones), and the pair in reverse time with lesions added (its own new lesions now
+    vanish: real change that is no new lesion). Donors are the single-time-point scans' lesions
+    and the pairs' own new lesions; nothing of another real pair enters.
+    """
+    folder = work / f"root_transplant_{'+'.join(pairs)}_d{draws.start}-{draws.stop - 1}"
+    cases = {case.id: case for case in load_dataset("ljubljana_long", root / "longitudinal")}
+    cross = list(load_dataset("ljubljana_cross", root / "cross_sectional"))
+    for pair in pairs:
+        names = [f"{pair}_{direction}_d{draw}" for draw in draws for direction in ("forward", "reversed")]
+        if all((folder / name / "ground_truth.nii.gz").is_file() for name in names):
+            continue
+        real = read_pair(cases[pair])
+        for name, t1, t0, label in drawn_cases(real, donors_of([*cross, cases[pair]]), list(draws), seed):
+            for file, volume in zip(INPUTS["co-registered"], (t0, t1), strict=True):
+                save_nifti(volume, real.image.affine, folder / name / file)
+            save_nifti(real.brain.astype(np.uint8), real.image.affine, folder / name / "brain_mask.nii.gz")
+            save_nifti(label, real.image.affine, folder / name / "ground_truth.nii.gz")  # written last
+    return folder
+
+
+def lesion_free_root(root: Path, pairs: tuple[str, ...], work: Path) -> Path:
+    """Real pairs with their new lesions erased from the follow-up
+    (:func:`simulation.evolution.erase_lesions`): two real sessions, no new lesion; negatives."""
+    folder = work / f"root_lesion_free_{'+'.join(pairs)}"
+    for pair in pairs:
+        case = folder / f"{pair}_lesion_free"
+        if (case / "ground_truth.nii.gz").is_file():  # written last
+            continue
+        source = root / "longitudinal" / pair
+        t1, image = load_volume(source / INPUTS["co-registered"][1])
+        reference = load_mask(source / "ground_truth.nii.gz")[0]
+        save_nifti(erase_lesions(t1, reference, spacing_of(image.affine)), image.affine,
+                   case / INPUTS["co-registered"][1])  # fmt: skip
+        for name in (INPUTS["co-registered"][0], "brain_mask.nii.gz"):
+            save_nifti(np.asarray(nib.load(source / name).dataobj), image.affine, case / name)
+        save_nifti(np.zeros(reference.shape, np.uint8), image.affine, case / "ground_truth.nii.gz")
+    return folder
+
+
 def trained(name: str, exports: list[Path], work: Path, args: argparse.Namespace) -> dict[str, Path]:
     data = merge_exports(exports, work / f"train_{name}")
     options = DemoOptions(out=work / f"models_{name}", voxel=args.spacing, seed=args.seed,
                           unext_epochs=args.unext_epochs, yolo_epochs=args.yolo_epochs, device=args.device)  # fmt: skip
     return train_models(options, data, args.models)
+
+
+def transplant_trained(pairs: tuple[str, ...], work: Path, args: argparse.Namespace) -> Path:
+    """UNeXt trained on lesions transplanted into real pairs and on pseudo pairs of the
+    single-time-point scans (``--lesion-free``: and on the pairs with their new lesions erased),
+    in small crops around lesions: more steps per CPU second than whole slices. One more
+    transplant draw of each pair picks the checkpoint. Returns its best.pt."""
+    from unext_long.train import TrainOptions, train
+
+    name = "+".join(pairs) + ("_lesion_free" if args.lesion_free else "")
+    best = work / f"models_transplant_{name}" / "unext" / "weights" / "best.pt"
+    if best.is_file():
+        return best
+    draws = args.transplant_draws
+    val, train_draws = (transplant_root(args.root, pairs, span, work, args.seed)
+                        for span in (range(draws, draws + 1), range(draws)))  # fmt: skip
+    pseudo = pseudo_root(args.root, args.pseudo_draws, args.pseudo_thickness, work, args.seed)
+    # The first export's split is the merged one's; the others all train (merge_exports).
+    roots = {val: "val", train_draws: "train", pseudo: None}
+    if args.lesion_free:
+        roots[lesion_free_root(args.root, pairs, work)] = "train"
+    exports = [real_export("ljubljana_long", folder, work / f"export_{folder.name}", args, split=split)
+               for folder, split in roots.items()]  # fmt: skip
+    merged = merge_exports(exports, work / f"train_transplant_{name}")
+    data = training_data(DemoOptions(seed=args.seed, val_slices=VAL_SLICES), merged)
+    result = train(TrainOptions(
+        data=data, epochs=args.unext_epochs, imgsz=args.crop_size, batch=32, stem="siamese", size="unext",
+        lesion_fraction=DemoOptions.unext_lesion_fraction, time_limit=args.train_minutes,
+        project=best.parents[2], name="unext", overwrite=True, seed=args.seed, device=args.device or "auto",
+        workers=1,
+    ))  # fmt: skip
+    return result.run_dir / "weights" / "best.pt"
+
+
+def _transplant_networks(row: str, work: Path, args: argparse.Namespace) -> list[dict]:
+    """Each pair scored by the UNeXt trained on transplants into the *other* pair, at the
+    defaults or (``transplant-tuned``) at the operating point with the best lesion F1 on the
+    other pair's held-out transplant draw: the scored pair gives nothing to its model. The
+    ``shipped`` row's UNeXt trains on both pairs (the recipe of the model in the package) and
+    is reported as having seen them."""
+    records = []
+    for patient, other in (PATIENTS, PATIENTS[::-1]):
+        weights = [transplant_trained(PATIENTS if row == "shipped" else (other,), work, args)]
+        setting = {}
+        if row == "transplant-tuned":
+            draws = range(args.transplant_draws, args.transplant_draws + 1)
+            held_out = sorted(transplant_root(args.root, (other,), draws, work, args.seed).iterdir())
+            setting = _best_setting(held_out, "UNeXt", weights, NETWORK_GRID, work, args)
+        records += _scored_setting(row, "UNeXt", patient, weights, setting, work, args)
+    return records
 
 
 def _model_sets(trained_models: set[str]) -> dict[str, tuple[str, ...]]:
@@ -424,6 +524,9 @@ ROW_TITLES = {
     "pseudo": "trained on the phantom + pseudo pairs of the 2 real single-time-point scans",
     "pseudo-tuned": "the same, operating point chosen on held-out pseudo pairs",
     "pair": "trained on the phantom + the other real pair",
+    "transplant": "trained on transplants into the other pair + pseudo pairs",
+    "transplant-tuned": "the same, operating point chosen on a held-out transplant draw",
+    "shipped": "the shipped model's recipe: transplants into both pairs (it saw them)",
 }
 
 
@@ -457,6 +560,15 @@ def main() -> None:
                         help="pseudo pairs drawn from each single-time-point scan (the pseudo row)")  # fmt: skip
     parser.add_argument("--pseudo-thickness", type=float, default=None,
                         help="acquire the pseudo pairs again with axial slices this thick, mm (default: as scanned)")  # fmt: skip
+    parser.add_argument("--transplant-draws", type=int, default=4,
+                        help="draws of transplants into the other real pair that train (the transplant row)")  # fmt: skip
+    parser.add_argument("--lesion-free", action="store_true",
+                        help="the transplant row also trains on the other pair with its new lesions erased")  # fmt: skip
+    parser.add_argument(
+        "--crop-size", type=int, default=64, help="side of the transplant row's training crops"
+    )
+    parser.add_argument("--train-minutes", type=float, default=None,
+                        help="the transplant row's training time limit (its schedule shortens to fit)")  # fmt: skip
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default=None)
     args = parser.parse_args()
@@ -471,6 +583,9 @@ def main() -> None:
             continue
         models: dict[str, dict[str, Path]] = {patient: {} for patient in PATIENTS}
         validation: dict[str, dict[str, Path]] = {}
+        if row in ("transplant", "transplant-tuned", "shipped"):
+            records += _transplant_networks(row, work, args)
+            continue
         if row != "baseline":
             phantom = phantom_export(work, args)
         if row in ("phantom", "pseudo", "pseudo-tuned"):

@@ -48,7 +48,7 @@ from skimage.filters import threshold_otsu
 
 from runtime.lesions import ENLARGING_GROWTH, ENLARGING_SHARE, MIN_LESION_MM3, bounding_box, label_lesions
 
-__all__ = ["Evolution", "draw_evolution", "apply_evolution", "simulate_evolution"]
+__all__ = ["Evolution", "draw_evolution", "apply_evolution", "simulate_evolution", "erase_lesions"]
 
 # Distances of the fill are in voxels: partial volume and noise are a voxel's, whatever its size.
 RIM_VOXELS = 1.0  # partial-volume rim erased with a lesion (replaced entirely)
@@ -451,3 +451,17 @@ def simulate_evolution(
     )
     t0, new = apply_evolution(t1, lesion_labels, evolution, spacing)
     return t0, new, evolution
+
+
+def erase_lesions(
+    scan: np.ndarray, lesions: np.ndarray, spacing: Sequence[float] = (1.0, 1.0, 1.0)
+) -> np.ndarray:
+    """``scan`` (float32) with every lesion of the 0/1 mask ``lesions`` erased as a pseudo
+    baseline erases its new lesions; voxels beyond their rim and blend are the scan's own.
+
+    A real pair's follow-up with its new lesions erased is a lesion-free copy of the pair: two
+    real sessions, all their variation, and no new lesion.
+    """
+    labels, count = label_lesions(lesions, spacing, min_volume_mm3=0.0)  # every voxel, however small
+    keep = (1.0,) * 8
+    return apply_evolution(scan, labels, Evolution(tuple(range(1, count + 1)), (), (), keep), spacing)[0]

@@ -23,6 +23,7 @@ from simulation.evolution import (
     Evolution,
     apply_evolution,
     draw_evolution,
+    erase_lesions,
     simulate_evolution,
 )
 from slicer.export import ExportOptions, export_dataset
@@ -201,3 +202,22 @@ def test_export_simulates_single_time_point_data(phantom_root: Path, tmp_path: P
         for row in rows.itertuples():
             png = cv2.imread(str(out / "masks" / row.split / f"{row.stem}.png"), cv2.IMREAD_UNCHANGED)
             np.testing.assert_array_equal(png, slice_image(expected, "axial", row.index) * 255)
+
+
+def test_erase_lesions_gives_a_lesion_free_copy(scan: tuple[np.ndarray, np.ndarray]) -> None:
+    """Every lesion, the smallest included, takes the tissue's level; beyond its rim and blend
+    every voxel is the scan's own."""
+    image, mask = scan
+    mask = mask.copy()
+    mask[40, 60, 30] = 1  # one voxel: below the smallest lesion MSSEG-2 counts, erased all the same
+    image = image.copy()
+    image[40, 60, 30] += LESION
+    erased = erase_lesions(image, mask)
+    lesion = mask > 0
+    distance = ndimage.distance_transform_edt(~lesion)
+    around = float(np.median(image[(distance > 3) & (distance < 6)]))  # the tissue beside them
+    assert abs(float(np.median(erased[lesion])) - around) < 0.1 * LESION
+    assert float(erased[40, 60, 30]) < around + 0.5 * LESION
+    reach = distance > RIM_VOXELS + BLEND_VOXELS
+    np.testing.assert_array_equal(erased[reach], image[reach])
+    assert erased.dtype == np.float32
