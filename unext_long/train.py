@@ -277,9 +277,11 @@ def _train(options: TrainOptions, ranks: Ranks, device: torch.device) -> TrainRe
                     run_dir / "weights" / "best.pt", model, {**config, "epoch": epoch, "best_dice": val_dice}
                 )
         if options.time_limit is not None:
-            # Shorten the schedule so the cosine decay ends within the time limit (rank 0's clock decides).
-            left = options.time_limit * 60 - (time.monotonic() - began)
-            epochs = distributed.from_main(min(epochs, epoch + 1 + max(int(left / seconds), 0)), device)
+            # Shorten the schedule so the cosine decay ends within the time limit (rank 0's clock
+            # decides), at the mean pace so far: one epoch slowed by another job must not cut it.
+            spent = time.monotonic() - began
+            left, pace = options.time_limit * 60 - spent, spent / (epoch + 1 - start)
+            epochs = distributed.from_main(min(epochs, epoch + 1 + max(int(left / pace), 0)), device)
         if not ranks.main:
             continue
         save_checkpoint(
