@@ -39,13 +39,13 @@ RULES = {"triplanar (default)": None, "axial plane alone": ("axial",)}
 SCORES = ["dice", "f1", "sensitivity", "precision", "fp_lesions"]
 
 
-def phantom_scores(root: Path, weights: Path, orientations: tuple[str, ...] | None, out: Path) -> dict:
-    """One model on every case of the thick-slice phantom, one rule; the demo's scores."""
+def phantom_scores(root: Path, weights: list[Path], orientations: tuple[str, ...] | None, out: Path) -> dict:
+    """Models (none: the subtraction baseline) on every case of a phantom, one rule; the demo's scores."""
     out.mkdir(parents=True, exist_ok=True)
     for case in load_dataset("phantom", root=root):
         target = out / f"{case.id}.nii.gz"
         if not target.is_file():
-            segment_patient(case.t0, case.t1, target, [weights], orientations=orientations,
+            segment_patient(case.t0, case.t1, target, weights, orientations=orientations,
                             brain_mask_file=case.brain_mask)  # fmt: skip
     scores = score_folder(out, root, out.parent / f"{out.name}_evaluation", split=None)
     return {"dice": scores["Dice"], "f1": scores["F1"], "sensitivity": scores["sensitivity"],
@@ -73,7 +73,7 @@ def main() -> None:
         model = weights.parent.parent.name
         for rule, orientations in RULES.items():
             tag = f"{model}_{'all' if orientations is None else '_'.join(orientations)}"
-            scores = phantom_scores(phantom, weights, orientations, args.work / "phantom_masks" / tag)
+            scores = phantom_scores(phantom, [weights], orientations, args.work / "phantom_masks" / tag)
             records.append({"model": model, "rule": rule, "data": "phantom 3 mm (choice)", **scores})
             for source in bench_real.INPUTS:
                 pairs = [

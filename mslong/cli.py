@@ -225,11 +225,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     segment.add_argument(
         "--weights",
-        type=Path,
         nargs="+",
         default=(),
         help="one or more trained models (UNeXt .pt, YOLO best.pt, an nnU-Net model folder); several "
-        "form an ensemble. Without weights the subtraction baseline runs.",
+        "form an ensemble; 'shipped' is the model that comes with mslong (docs/model.md). Without "
+        "weights (or with 'none') the subtraction baseline runs.",
     )
     segment.add_argument(
         "--verifier",
@@ -343,6 +343,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command == "segment":
+        from mslong.models import resolve_weights
+
+        args.weights = resolve_weights(args.weights)
         check_vote_arguments(parser, args)
         _check_segment_options(args)
         _check_segment_inputs(parser, args)

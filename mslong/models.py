@@ -24,13 +24,25 @@ from slicer.dataset_yaml import recipe_from_groups
 if TYPE_CHECKING:
     from slicer.prepare import PreparedCase
 
-__all__ = ["SLICING_KEYS", "Predictor", "load_predictor", "ensemble_settings"]
+__all__ = [
+    "SLICING_KEYS",
+    "SHIPPED_MODEL",
+    "Predictor",
+    "load_predictor",
+    "ensemble_settings",
+    "resolve_weights",
+]
 
 # Export settings that change what a model sees, beyond its own channel recipe: every model
 # of an ensemble must share them, since one slicing of the pair serves them all.
 SLICING_KEYS = ("spacing", "match_histograms", "brain_mask")
 
 PredictFn = Callable[..., Iterator[np.ndarray]]
+
+# The model that ships inside the package (docs/model.md: data, recipe, figures); ``--weights
+# shipped`` names it, ``--weights none`` the subtraction baseline.
+SHIPPED_MODEL = Path(__file__).with_name("weights") / "unext_ljubljana_transplants.pt"
+BASELINE_WORD, SHIPPED_WORD = "none", "shipped"
 
 
 @dataclass(frozen=True)
@@ -53,6 +65,16 @@ class Predictor:
     predict_volume: Callable[[PreparedCase], np.ndarray] | None = None
 
 
+def _run_name(weights: Path) -> str:
+    """A model's name: its training run's folder (``runs/NAME/weights/best.pt``), else its file's stem.
+
+    >>> _run_name(Path("runs/unext/weights/best.pt")), _run_name(Path("mslong/weights/unext_x.pt"))
+    ('unext', 'unext_x')
+    """
+    in_run = weights.parent.name == "weights" and weights.stem in ("best", "last")
+    return weights.parent.parent.name if in_run else weights.stem
+
+
 def _unext(weights: Path, device: str) -> Predictor:
     from unext_long.predict import DECISION_THRESHOLD, load_model, predict_images
 
@@ -62,7 +84,7 @@ def _unext(weights: Path, device: str) -> Predictor:
     def predict(images: Iterable[np.ndarray], batch: int = 16) -> Iterator[np.ndarray]:
         return predict_images(model, images, batch=batch)
 
-    name = f"unext:{weights.parent.parent.name or weights.stem}"
+    name = f"unext:{_run_name(weights)}"
     return Predictor(name, recipe, context, predict, DECISION_THRESHOLD, weights, config.get("export") or {})
 
 
@@ -77,7 +99,7 @@ def _yolo(weights: Path, device: str) -> Predictor:
         )
     recipe, context = recipe_from_groups(block["channel_groups"])
     predict = partial(predict_images, model, device=device)
-    name = f"yolo:{weights.parent.parent.name or weights.stem}"
+    name = f"yolo:{_run_name(weights)}"
     return Predictor(name, recipe, context, predict, DECISION_THRESHOLD, weights, block.get("export") or {})
 
 
@@ -105,6 +127,21 @@ def load_predictor(weights: str | Path, device: str | None = None) -> Predictor:
         return _unext(weights, device)
     except InputError:
         return _yolo(weights, device)
+
+
+def resolve_weights(given: Sequence[str | Path]) -> list[Path]:
+    """``--weights`` as files: the word ``shipped`` is :data:`SHIPPED_MODEL`, ``none`` alone
+    the subtraction baseline (no file). A file named so is given with a folder (``./shipped``).
+
+    >>> resolve_weights(["none"]), resolve_weights(["shipped", "run/best.pt"])[1].as_posix()
+    ([], 'run/best.pt')
+    """
+    words = [str(value) for value in given]
+    if BASELINE_WORD in words:
+        if len(words) > 1:
+            raise InputError("--weights", f"'{BASELINE_WORD}' is the subtraction baseline: give it alone")
+        return []
+    return [SHIPPED_MODEL if word == SHIPPED_WORD else Path(word) for word in words]
 
 
 def _brain_mask_kind(mode: str) -> str:

@@ -239,6 +239,9 @@ def test_segment_bad_inputs(phantom_root: Path, tmp_path: Path):
         other,
     )
     _assert_one_line_error(_run("-t1", other, "-t2", case.t1, "-o", out), "other_subject.nii.gz")
+    _assert_one_line_error(
+        _run("-t1", case.t0, "-t2", case.t1, "-o", out, "--weights", "none", "shipped"), "give it alone"
+    )
     assert not out.exists() and not list(tmp_path.glob(".tmp-*"))
 
 
@@ -299,3 +302,26 @@ def test_segment_lead_rule_matches_reassemble(
     _assert_one_line_error(
         _run("-t1", case.t0, "-t2", case.t1, "-o", out, "--validation", preds), "--validation"
     )
+
+
+def test_the_shipped_model_finds_new_lesions_of_a_phantom(
+    phantom_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], no_network: None
+):
+    """``--weights shipped``: the model inside the package (trained on real scans, never on the
+    phantom) runs with the network unreachable and is sure of the phantom's new lesions, not of
+    the tissue around them."""
+    from mslong.cli import main
+    from mslong.models import SHIPPED_MODEL
+
+    cases = load_dataset("phantom", root=phantom_root)
+    case = max(cases, key=lambda c: load_mask(c.consensus)[0].sum())
+    out = tmp_path / "seg.nii.gz"
+    main(["segment", "-t1", str(case.t0), "-t2", str(case.t1), "-o", str(out), "--weights", "shipped",
+          "--brain-mask-file", str(case.brain_mask), "--device", "cpu", "--save-prob"])  # fmt: skip
+    assert f"by unext:{SHIPPED_MODEL.stem} ->" in capsys.readouterr().out
+    consensus, img = load_mask(case.consensus)
+    prob = np.asarray(nib.load(tmp_path / "seg_prob.nii.gz").dataobj)
+    brain = load_mask(case.brain_mask)[0] > 0
+    assert np.median(prob[consensus > 0]) > 5 * max(np.median(prob[brain & (consensus == 0)]), 0.01)
+    scores = score_case(consensus, np.asarray(nib.load(out).dataobj), img.header.get_zooms()[:3])
+    assert scores["sensitivity"] > 0.3
