@@ -380,14 +380,16 @@ def _transplant_networks(row: str, work: Path, args: argparse.Namespace) -> list
     ``shipped`` row's UNeXt trains on both pairs (the recipe of the model in the package) and
     is reported as having seen them."""
     records = []
+    # The label names the variant, so that its masks are cached apart from another's, as its model is.
+    method = "UNeXt, lesion-free copies too" if args.lesion_free else "UNeXt"
     for patient, other in (PATIENTS, PATIENTS[::-1]):
         weights = [transplant_trained(PATIENTS if row == "shipped" else (other,), work, args)]
         setting = {}
         if row == "transplant-tuned":
             draws = range(args.transplant_draws, args.transplant_draws + 1)
             held_out = sorted(transplant_root(args.root, (other,), draws, work, args.seed).iterdir())
-            setting = _best_setting(held_out, "UNeXt", weights, NETWORK_GRID, work, args)
-        records += _scored_setting(row, "UNeXt", patient, weights, setting, work, args)
+            setting = _best_setting(held_out, method, weights, NETWORK_GRID, work, args)
+        records += _scored_setting(row, method, patient, weights, setting, work, args)
     return records
 
 
