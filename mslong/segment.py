@@ -279,7 +279,7 @@ def segment_patient(
         baseline = None if keep_existing else (prepared.volumes["t0"], prepared.volumes["t1"])
         with stage("fusion"):
             fused = fuse_case(views, vote, min_votes, threshold, min_size_mm3, prepared.geometry.spacing,
-                              baseline, planes, prepared.roi, members, leader)  # fmt: skip
+                              baseline, planes, prepared.search, members, leader)  # fmt: skip
             mask, prob = to_scan_grid(prepared.geometry, *fused, operating_level(threshold), min_size_mm3)
         with stage("writing"):
             table = lesion_table(mask, prob, t1_img.affine)

@@ -15,7 +15,10 @@ Three pieces keep every comparison to the brain both scans saw:
   connected to the grid's border, which is what a middle-space resampling writes where the
   scan's field of view ends (air outside the head is not brain, so it may go too).
 - :func:`fov_interior`: the joint field of view less its outer voxel layer, where a
-  resampled scan's values mix with the zero fill; lesions are looked for inside it.
+  resampled scan's values mix with the zero fill; intensities are measured and lesions
+  looked for inside it, but for
+- :func:`slab_interior`: a thick-slice (2D) acquisition's end slices, where inflow artifacts
+  brighten the FLAIR: no lesion is reported there.
 - :func:`check_joint_fov`: a pair whose joint field of view misses most of the brain
   cannot be compared (:func:`slicer.register.register` carries the baseline's acquired
   region onto the follow-up's grid).
@@ -31,6 +34,7 @@ from __future__ import annotations
 
 import functools
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 
 import nibabel as nib
@@ -48,12 +52,20 @@ __all__ = [
     "compute_brain_mask",
     "acquired",
     "fov_interior",
+    "slab_axis",
+    "slab_interior",
     "check_joint_fov",
+    "SLAB_END_SLICES",
 ]
 
 BRAIN_MASK_MODES = ("auto", "dataset", "compute", "none")
 # Below this share of the brain seen by both scans, a pair cannot be compared.
 MIN_JOINT_FOV = 0.5
+# The slices at each end of a 2D multi-slice slab where no lesion is reported (see
+# :func:`slab_interior`).
+SLAB_END_SLICES = 3
+# A grid whose largest voxel side is this many times its smallest was acquired in 2D slices.
+THICK_SLICE_RATIO = 2.0
 
 
 @functools.lru_cache(maxsize=2)
@@ -129,6 +141,29 @@ def fov_interior(joint: np.ndarray) -> np.ndarray:
     zero written beyond its field of view: a darker baseline there reads as brightening.
     """
     return ndimage.binary_erosion(joint, border_value=1)
+
+
+def slab_axis(spacing: Sequence[float]) -> int | None:
+    """The slice axis of a grid acquired in thick 2D slices; None for a 3D (near-isotropic) one."""
+    spacing = np.asarray(spacing, dtype=float)
+    return int(np.argmax(spacing)) if spacing.max() >= THICK_SLICE_RATIO * spacing.min() else None
+
+
+def slab_interior(joint: np.ndarray, slice_axis: int | None, end_slices: int = SLAB_END_SLICES) -> np.ndarray:
+    """The joint field of view less ``end_slices`` slices at each of its ends along ``slice_axis``
+    (the grid's border counts as an end); all of it without a slice axis.
+
+    A 2D FLAIR's end slices are its entry slices: blood and CSF flowing in have not seen the
+    slab's inversion pulses and shine (the flow artifacts of the posterior fossa), in one
+    session and not the other. Along the follow-up grid's slice axis (:func:`slab_axis`) the
+    joint slab ends at the baseline's zero fill or at the follow-up's own grid border, which
+    is its slab's end.
+    """
+    if slice_axis is None or end_slices == 0:
+        return joint.astype(bool, copy=True)
+    along = np.zeros((3, 3, 3), bool)
+    along[tuple(slice(None) if axis == slice_axis else 1 for axis in range(3))] = True
+    return ndimage.binary_erosion(joint, along, iterations=end_slices, border_value=0)
 
 
 def check_joint_fov(brain: np.ndarray, joint: np.ndarray, scan: Path) -> float:

@@ -27,7 +27,7 @@ import numpy as np
 from runtime.lesions import bounding_box
 from runtime.threads import in_parallel
 from runtime.timing import stage
-from slicer.brain import acquired, check_joint_fov, fov_interior
+from slicer.brain import acquired, check_joint_fov, fov_interior, slab_axis, slab_interior
 from slicer.geometry import AXIS_OF, CaseGeometry, slice_image
 from slicer.io import spacing_of
 from slicer.normalise import (
@@ -70,9 +70,12 @@ class PreparedCase:
         volumes: uint8 export-grid volumes per source (``t1``, ``t0``, ``diff``).
         normalised: float32 [0, 1] volumes ``t1n`` and ``t0n``.
         head: boolean head mask on the export grid.
-        roi: where new lesions are looked for on the export grid: the brain (the head without
-            a brain mask) inside the field of view both scans acquired, less its outer layer
+        roi: where intensities are measured on the export grid (normalisation, the
+            baseline's statistics, the candidates' extent): the brain (the head without a brain
+            mask) inside the field of view both scans acquired, less its outer layer
             (:func:`slicer.brain.fov_interior`).
+        search: where lesions may be reported: ``roi`` less a thick-slice slab's end slices
+            (:func:`slicer.brain.slab_interior`), whose inflow artifacts are no lesion.
         mask: uint8 0/1 new-lesion mask on the export grid (or None).
         soft: optional uint8 0..255 soft mask (mean of raters) on the export grid.
         registration: what brought t0 onto t1 (None without t0).
@@ -83,6 +86,7 @@ class PreparedCase:
     normalised: dict[str, np.ndarray]
     head: np.ndarray
     roi: np.ndarray
+    search: np.ndarray
     mask: np.ndarray | None = None
     soft: np.ndarray | None = None
     registration: Registration | None = None
@@ -174,13 +178,15 @@ def prepare_case(
             t0 = None if t0 is None else n4_correct(t0, region & joint, voxel)
     with stage("resampling"):
         geometry = _crop_geometry(t1_img, region, spacing)
-        t1_export, t0_export, head, fov, inner, brain_export = in_parallel(
+        thick = slab_axis(spacing_of(t1_img.affine))
+        t1_export, t0_export, head, fov, inner, brain_export, slab_export = in_parallel(
             lambda: geometry.to_export(t1, order=1),
             lambda: None if t0 is None else geometry.to_export(t0, order=1),
             partial(_mask_to_export, geometry, head_original),
             partial(_mask_to_export, geometry, joint),
             lambda: _mask_to_export(geometry, fov_interior(joint)),  # the erosion runs in the pool too
             partial(_mask_to_export, geometry, region),
+            lambda: _mask_to_export(geometry, slab_interior(joint, thick)),
         )
         roi = brain_export & inner
     with stage("normalisation"):
@@ -204,6 +210,7 @@ def prepare_case(
         normalised=normalised,
         head=head,
         roi=roi,
+        search=roi & slab_export,
         mask=None if mask is None else geometry.to_export(mask.astype(np.uint8), order=0),
         soft=None if soft is None else to_uint8(geometry.to_export(soft.astype(np.float32), order=0)),
         registration=registration,

@@ -220,13 +220,14 @@ def read_source_volume(
 
 
 def roi_name(case: str) -> str:
-    """File name, under ``cases/``, of a case's region of interest (:attr:`PreparedCase.roi`)."""
+    """File name, under ``cases/``, of where a case's lesions may be (:attr:`PreparedCase.search`)."""
     return f"{case}_brain.nii.gz"
 
 
 def write_roi(prepared: PreparedCase, path: Path) -> Path:
-    """Save the brain-inside-the-joint-field-of-view mask on the export grid (uint8 0/1)."""
-    return save_nifti(prepared.roi.astype(np.uint8), prepared.geometry.export_affine, path)
+    """Save where lesions may be (the brain inside the joint field of view, less a thick-slice
+    slab's end slices) on the export grid (uint8 0/1)."""
+    return save_nifti(prepared.search.astype(np.uint8), prepared.geometry.export_affine, path)
 
 
 def read_roi(export: Path, geometry: CaseGeometry) -> np.ndarray | None:

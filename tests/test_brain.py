@@ -15,7 +15,16 @@ import pytest
 from fusion.reassemble import ReassembleOptions, reassemble, to_scan_grid
 from fusion.views import fuse_case
 from runtime.errors import InputError
-from slicer.brain import acquired, brain_mask, check_joint_fov, compute_brain_mask, fov_interior
+from slicer.brain import (
+    SLAB_END_SLICES,
+    acquired,
+    brain_mask,
+    check_joint_fov,
+    compute_brain_mask,
+    fov_interior,
+    slab_axis,
+    slab_interior,
+)
 from slicer.datasets import load_dataset
 from slicer.export import ExportOptions, export_dataset
 from slicer.geometry import CaseGeometry
@@ -112,6 +121,37 @@ def test_fov_interior_drops_the_layer_next_to_the_zero_fill_not_the_grid_border(
     joint[:, :, :2] = False
     inner = fov_interior(joint)
     assert not inner[:, :, 2].any() and inner[:, :, 3:].all()
+
+
+def test_slab_interior_drops_the_end_slices_at_the_zero_fill_and_the_grid_border() -> None:
+    joint = np.ones((8, 8, 20), bool)
+    joint[:, :, 16:] = False  # the baseline's field of view ends at slice 16
+    kept = np.flatnonzero(slab_interior(joint, slice_axis=2).any(axis=(0, 1)))
+    assert kept.min() == SLAB_END_SLICES and kept.max() == 15 - SLAB_END_SLICES
+    assert slab_interior(joint, slice_axis=2)[:, :, kept].all()  # in plane nothing goes
+    assert (slab_interior(joint, slice_axis=None) == joint).all()
+
+
+def test_slab_axis_is_the_thick_one_and_none_for_a_3d_grid() -> None:
+    assert slab_axis((0.72, 0.72, 3.0)) == 2
+    assert slab_axis((4.0, 1.0, 1.0)) == 0
+    assert slab_axis((1.0, 1.0, 1.2)) is None
+
+
+@pytest.mark.parametrize("slice_mm", [3.0, 1.0])
+def test_lesions_are_not_looked_for_in_a_thick_slabs_end_slices(slice_mm: float) -> None:
+    rng = np.random.default_rng(0)
+    t1 = rng.normal(100.0, 5.0, (48, 48, 24)).astype(np.float32)
+    t1_img = nib.Nifti1Image(t1, np.diag([1.0, 1.0, slice_mm, 1.0]))
+    prepared = prepare_case(t1, t1_img, t1.copy(), t1_img, brain=np.ones(t1.shape, bool), register="none")
+    lost = np.flatnonzero((prepared.roi & ~prepared.search).any(axis=(0, 1)))  # export slices, 1 mm
+    assert prepared.search.any() and not (prepared.search & ~prepared.roi).any()
+    if slice_mm == 1.0:
+        assert lost.size == 0
+    else:  # the three 3 mm slices at each end: about 9 mm of the 1 mm export grid at both ends
+        depth = prepared.roi.shape[2]
+        assert set(lost) >= set(range(7)) | set(range(depth - 7, depth))
+        assert 16 <= lost.size <= 20
 
 
 def test_a_darker_baseline_at_its_field_of_view_edge_is_no_lesion(
