@@ -6,7 +6,9 @@ than at baseline, and bright at follow-up. The rule, on the export grid:
 
 1. ``z``: the robust z-score of the smoothed difference ``t1n - t0n`` inside the head
    (:func:`slicer.normalise.brightening_z`), so the threshold adapts to each case's noise
-   and scanner;
+   and scanner; the sharper scan is first smoothed, axis by axis, to the other's sharpness
+   (:func:`slicer.normalise.match_sharpness`: a registered baseline is interpolated, the
+   follow-up is not, and the sharper scan's edges would read as brightening);
 2. a lesion's core: voxels of ``z > z_threshold`` that are hyperintense at follow-up, their
    ``t1n`` above the brain's median by ``min_hyperintensity`` robust standard deviations: a
    new FLAIR lesion is brighter than the normal-appearing brain, so a brightening that stays
@@ -39,7 +41,7 @@ import cc3d
 import numpy as np
 
 from runtime.lesions import remove_small_lesions
-from slicer.normalise import brightening_z, robust_zscore
+from slicer.normalise import brightening_z, match_sharpness, robust_zscore
 
 __all__ = [
     "BASELINE_Z",
@@ -58,9 +60,11 @@ MIN_HYPERINTENSITY = 0.5  # robust standard deviations above the brain's median 
 def brightening_maps(
     t1n: np.ndarray, t0n: np.ndarray, spacing: float, head: np.ndarray, sigma_mm: float = 1.5
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The baseline's two maps: the robust z-score of the smoothed brightening ``t1n - t0n``
+    """The baseline's two maps: the robust z-score of the smoothed brightening ``t1n - t0n``,
+    the two scans brought to one sharpness first (:func:`slicer.normalise.match_sharpness`),
     and the follow-up's brightness (robust z-score of ``t1n``), both over ``head``."""
-    return brightening_z(t1n, t0n, head, sigma_mm / spacing), robust_zscore(t1n, head)
+    t1_matched, t0_matched = match_sharpness(t1n, t0n, head)
+    return brightening_z(t1_matched, t0_matched, head, sigma_mm / spacing), robust_zscore(t1n, head)
 
 
 def subtraction_baseline(

@@ -28,6 +28,7 @@ from scipy import ndimage
 from skimage.exposure import match_histograms
 from skimage.filters import threshold_otsu
 
+from runtime.lesions import bounding_box
 from runtime.threads import in_parallel
 
 __all__ = [
@@ -38,12 +39,21 @@ __all__ = [
     "match_local_intensity",
     "n4_correct",
     "brightening_z",
+    "match_sharpness",
+    "gradient_energy",
     "robust_zscore",
 ]
 
 # Percentiles of head voxels mapped to 0 and 1: robust to a few hot or dark voxels.
 LOW_PERCENTILE = 1.0
 HIGH_PERCENTILE = 99.0
+# match_sharpness: the largest smoothing it applies (voxels), the share by which two gradient
+# energies may differ and still count as one sharpness, and its bisection's steps (sigma to
+# within MAX_SHARPNESS_SIGMA / 2**BISECTION_STEPS).
+MAX_SHARPNESS_SIGMA = 3.0
+SHARPNESS_TOLERANCE = 0.02
+BISECTION_STEPS = 7
+MATCHING_ROUNDS = 6
 
 
 def head_mask(volume: np.ndarray) -> np.ndarray:
@@ -175,6 +185,51 @@ def brightening_z(t1n: np.ndarray, t0n: np.ndarray, head: np.ndarray, sigma_voxe
     """
     difference = ndimage.gaussian_filter((t1n - t0n).astype(np.float32), sigma_voxels)
     return robust_zscore(difference, head)
+
+
+def gradient_energy(volume: np.ndarray, region: np.ndarray, axis: int) -> float:
+    """Mean squared difference of neighbours along ``axis``, over the pairs inside ``region``."""
+    pairs = np.take(region, range(region.shape[axis] - 1), axis=axis) & np.take(
+        region, range(1, region.shape[axis]), axis=axis
+    )
+    return float(np.square(np.diff(volume, axis=axis)[pairs]).mean()) if pairs.any() else 0.0
+
+
+def match_sharpness(
+    t1n: np.ndarray, t0n: np.ndarray, region: np.ndarray, max_sigma: float = MAX_SHARPNESS_SIGMA
+) -> tuple[np.ndarray, np.ndarray]:
+    """The two scans at one sharpness: along each axis the sharper one is smoothed (a 1D
+    Gaussian) until its gradient energy inside ``region`` is the other's.
+
+    A registered baseline is interpolated from its own slices, the follow-up is not, and two
+    sessions' 2D acquisitions need not share a resolution: the sharper scan then shows its
+    edges and small bright structures at a higher peak, which the difference reads as
+    brightening. Each axis is matched on its own (a thick-slice axis apart from the in-plane
+    ones), the most mismatched first, for up to ``MATCHING_ROUNDS`` rounds; each smoothing is
+    found by bisection on its sigma (voxels, at most ``max_sigma``).
+    """
+    box = tuple(slice(a, b) for a, b in bounding_box(region, 0))
+    scans = [t1n[box].astype(np.float32), t0n[box].astype(np.float32)]
+    inside = region[box]
+    for _ in range(MATCHING_ROUNDS):
+        energies = np.array([[gradient_energy(scan, inside, axis) for axis in range(3)] for scan in scans])
+        if (energies <= 0).any():
+            break
+        ratios = energies.max(axis=0) / energies.min(axis=0)
+        axis = int(np.argmax(ratios))  # the most mismatched first: smoothing along one axis also
+        if ratios[axis] <= 1.0 + SHARPNESS_TOLERANCE:  # lowers the others' gradient energies
+            break
+        sharper, target = int(np.argmax(energies[:, axis])), float(energies[:, axis].min())
+        low, high = 0.0, max_sigma
+        for _ in range(BISECTION_STEPS):
+            sigma = (low + high) / 2.0
+            smoothed = ndimage.gaussian_filter1d(scans[sharper], sigma, axis=axis, mode="nearest")
+            low, high = (sigma, high) if gradient_energy(smoothed, inside, axis) > target else (low, sigma)
+        scans[sharper] = ndimage.gaussian_filter1d(scans[sharper], high, axis=axis, mode="nearest")
+    matched = [t1n.astype(np.float32, copy=True), t0n.astype(np.float32, copy=True)]
+    for full, scan in zip(matched, scans, strict=True):
+        full[box] = scan
+    return matched[0], matched[1]
 
 
 def robust_zscore(volume: np.ndarray, mask: np.ndarray) -> np.ndarray:
