@@ -9,7 +9,7 @@ TEST_ENV := CUDA_VISIBLE_DEVICES= OMP_NUM_THREADS=2
 
 .PHONY: install demo test lint benchmarks benchmarks-real clean
 # The real-scan benchmarks read a folder of real data (not in the repository): make benchmarks-real LJUBLJANA=DIR
-REAL_BENCHMARKS := benchmarks/bench_real.py benchmarks/bench_evolution.py benchmarks/bench_peers.py benchmarks/bench_bias.py benchmarks/bench_planes.py benchmarks/bench_shipped.py
+REAL_BENCHMARKS := benchmarks/bench_real.py benchmarks/bench_evolution.py benchmarks/bench_peers.py benchmarks/bench_bias.py benchmarks/bench_planes.py benchmarks/bench_shipped.py benchmarks/bench_visibility.py
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -38,6 +38,7 @@ benchmarks-real: $(STAMP)
 	$(PY) benchmarks/bench_real.py --root $(LJUBLJANA)
 	$(PY) benchmarks/bench_bias.py --root $(LJUBLJANA)
 	$(PY) benchmarks/bench_shipped.py --root $(LJUBLJANA)
+	$(PY) benchmarks/bench_visibility.py --root $(LJUBLJANA)
 
 clean:
 	rm -rf $(VENV) runs demo_output .pytest_cache
