@@ -31,7 +31,6 @@ from fusion.baseline import BASELINE_Z, HYSTERESIS, brightening_maps
 from fusion.metrics import SIZE_BINS_MM3
 from slicer.brain import brain_mask
 from slicer.io import load_volume
-from slicer.normalise import robust_zscore
 from slicer.prepare import prepare_case
 
 NOISE_PERCENTILE = 99.9  # of the map in the brain away from the reference
@@ -47,7 +46,7 @@ def lesion_peaks(patient: Path, spacing: float) -> pd.DataFrame:
     t1n, t0n, roi = prepared.normalised["t1n"], prepared.normalised["t0n"], prepared.roi
     maps = {
         "smoothed": brightening_maps(t1n, t0n, spacing, roi)[0],
-        "unsmoothed": robust_zscore(t1n - t0n, roi),
+        "unsmoothed": brightening_maps(t1n, t0n, spacing, roi, sigma_mm=0.0)[0],
     }
     labels, count = cc3d.connected_components(prepared.mask > 0, connectivity=26, return_N=True)
     away = roi & ~ndimage.binary_dilation(labels > 0, iterations=3)

@@ -211,8 +211,8 @@ def match_sharpness(
     box = tuple(slice(a, b) for a, b in bounding_box(region, 0))
     scans = [t1n[box].astype(np.float32), t0n[box].astype(np.float32)]
     inside = region[box]
+    energies = np.array([[gradient_energy(scan, inside, axis) for axis in range(3)] for scan in scans])
     for _ in range(MATCHING_ROUNDS):
-        energies = np.array([[gradient_energy(scan, inside, axis) for axis in range(3)] for scan in scans])
         if (energies <= 0).any():
             break
         ratios = energies.max(axis=0) / energies.min(axis=0)
@@ -226,6 +226,7 @@ def match_sharpness(
             smoothed = ndimage.gaussian_filter1d(scans[sharper], sigma, axis=axis, mode="nearest")
             low, high = (sigma, high) if gradient_energy(smoothed, inside, axis) > target else (low, sigma)
         scans[sharper] = ndimage.gaussian_filter1d(scans[sharper], high, axis=axis, mode="nearest")
+        energies[sharper] = [gradient_energy(scans[sharper], inside, other) for other in range(3)]
     matched = [t1n.astype(np.float32, copy=True), t0n.astype(np.float32, copy=True)]
     for full, scan in zip(matched, scans, strict=True):
         full[box] = scan
